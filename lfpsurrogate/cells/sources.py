@@ -1,0 +1,231 @@
+"""Where cell models come from: built-in names, Blue Brain folders, user files."""
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+from typing import Callable
+
+from ..errors import CellLoadError
+from .mechanisms import cache_dir, mechanism_names
+from .spec import CellSpec
+
+BBP_LICENCE = (
+    "Blue Brain Project cell model, CC-BY-NC-SA 4.0 "
+    "(https://creativecommons.org/licenses/by-nc-sa/4.0/); read from the installed MEArec "
+    "package, not redistributed by lfpsurrogate"
+)
+MORPHOLOGY_SUFFIXES = (".swc", ".asc", ".hoc", ".nrn")
+
+
+def own_synapse_mod_files() -> list[Path]:
+    """lfpsurrogate's own NMODL files (the excitatory AMPA+NMDA synapse)."""
+    return sorted((Path(__file__).parent / "mod").glob("*.mod"))
+
+
+def mearec_bbp_folder(name: str) -> Path:
+    """Folder of a Blue Brain cell shipped inside the installed MEArec package."""
+    try:
+        import MEArec
+    except ImportError as exc:
+        raise CellLoadError(
+            f"cell {name!r} is read from the MEArec package, which is not installed: "
+            "pip install MEArec"
+        ) from exc
+    folder = Path(MEArec.__file__).parent / "cell_models" / "bbp" / name
+    if not folder.is_dir():
+        available = sorted(p.name for p in folder.parent.iterdir() if p.is_dir())
+        raise CellLoadError(f"MEArec has no BBP cell {name!r}; available: {available}")
+    return folder
+
+
+def pyramid_hh_spec() -> CellSpec:
+    """The reconstructed pyramidal cell shipped with NEURON (demo/pyramid.nrn), pas + hh."""
+    import neuron
+
+    path = Path(neuron.__file__).parent / ".data" / "share" / "nrn" / "demo" / "pyramid.nrn"
+    if not path.is_file():
+        hits = list(Path(neuron.__file__).parent.rglob("pyramid.nrn"))
+        if not hits:
+            raise CellLoadError("pyramid.nrn not found in the installed NEURON wheel.")
+        path = hits[0]
+    return CellSpec(
+        name="pyramid_hh",
+        kind="morphology",
+        morphology=path,
+        biophysics=pyramid_hh_biophysics,
+        v_init=-65.0,
+        celsius=6.3,
+        # dendrite_1 is the apical tree of this reconstruction (it reaches 870 µm), the
+        # other seven trees are basal.
+        region_of={"dendrite_1": "apical", "dendrite_": "basal"},
+    )
+
+
+def pyramid_hh_biophysics(cell) -> None:
+    """Passive dendrites and Hodgkin-Huxley soma with textbook parameters.
+
+    Ra 150 Ohm cm, cm 1 µF/cm², g_pas 1/(20 kOhm cm²) with e_pas -65 mV everywhere;
+    hh (Hodgkin & Huxley 1952 squid values, NEURON's built-in) in the soma and, at a
+    tenth of its density, in the dendrites so that dendrites are weakly active.
+    """
+    for sec in cell.allseclist:
+        sec.Ra = 150.0
+        sec.cm = 1.0
+        sec.insert("pas")
+        sec.insert("hh")
+        for seg in sec:
+            seg.pas.g = 5e-5
+            seg.pas.e = -65.0
+            if "soma" in sec.name():
+                seg.hh.gnabar, seg.hh.gkbar, seg.hh.gl = 0.12, 0.036, 0.0
+            else:
+                seg.hh.gnabar, seg.hh.gkbar, seg.hh.gl = 0.012, 0.0036, 0.0
+
+
+def _template_names(path: Path) -> list[str]:
+    return re.findall(r"^\s*begintemplate\s+(\w+)", path.read_text(errors="replace"), re.M)
+
+
+def bbp_spec(folder: Path, name: str | None = None) -> CellSpec:
+    """A Blue Brain cell folder (template.hoc, biophysics.hoc, morphology/, mechanisms/)."""
+    folder = Path(folder)
+    needed = ["template.hoc", "biophysics.hoc", "morphology.hoc", "morphology", "mechanisms"]
+    missing = [n for n in needed if not (folder / n).exists()]
+    if missing:
+        raise CellLoadError(f"{folder} is not a BBP cell folder: missing {missing}.")
+    morph = sorted((folder / "morphology").glob("*.asc")) + sorted(
+        (folder / "morphology").glob("*.swc")
+    )
+    if not morph:
+        raise CellLoadError(f"{folder}/morphology holds no .asc or .swc morphology file.")
+    # the synapse .mod files (ProbAMPANMDA_EMS, ProbGABAAB_EMS) do not compile on NEURON 9;
+    # leave out every .mod whose mechanism is only used by synapses/synapses.hoc
+    syn_hoc = folder / "synapses" / "synapses.hoc"
+    syn_text = syn_hoc.read_text(errors="replace") if syn_hoc.exists() else ""
+    mods = [
+        f
+        for f in sorted((folder / "mechanisms").glob("*.mod"))
+        if not any(n in syn_text for n in mechanism_names(f))
+    ]
+    template_names = _template_names(folder / "template.hoc")
+    if not template_names:
+        raise CellLoadError(f"{folder}/template.hoc defines no template.")
+    celsius = 34.0
+    constants = folder / "constants.hoc"
+    if constants.exists():
+        m = re.search(r"^\s*celsius\s*=\s*([0-9.]+)", constants.read_text(), re.M)
+        if m:
+            celsius = float(m.group(1))
+    return CellSpec(
+        name=name or folder.name,
+        kind="bbp",
+        morphology=morph[0],
+        mod_files=mods,
+        template_file=folder / "template.hoc",
+        template_name=template_names[-1],
+        template_args=0,
+        folder=folder,
+        v_init=-70.0,
+        celsius=celsius,
+        licence=BBP_LICENCE,
+    )
+
+
+def stage_bbp_folder(spec: CellSpec) -> Path:
+    """A cache folder that mirrors a BBP cell folder (symlinks) but replaces
+    synapses/synapses.hoc by a no-op template of the same name, so that hoc can load the
+    template without the synapse mechanisms. Returns the staged folder."""
+    folder = Path(spec.folder)
+    digest = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:12]
+    stage = cache_dir() / "cells" / f"{folder.name}-{digest}"
+    (stage / "synapses").mkdir(parents=True, exist_ok=True)
+    for item in ("morphology", "morphology.hoc", "biophysics.hoc", "template.hoc"):
+        link = stage / item
+        if not link.exists():
+            try:
+                link.symlink_to(folder / item)
+            except FileExistsError:
+                pass
+    syn = folder / "synapses" / "synapses.hoc"
+    names = _template_names(syn) if syn.exists() else []
+    body = "".join(
+        f"begintemplate {n}\npublic load_synapses\nproc load_synapses() {{ }}\nendtemplate {n}\n"
+        for n in names
+    )
+    target = stage / "synapses" / "synapses.hoc"
+    if not target.exists() or target.read_text() != body:
+        tmp = target.with_suffix(".tmp")
+        tmp.write_text(body)
+        tmp.replace(target)
+    return stage
+
+
+def user_spec(
+    path: Path,
+    mod_dir: str | Path | None = None,
+    biophysics: Callable | str | Path | None = None,
+    template_name: str | None = None,
+    template_file: str | Path | None = None,
+    template_args: object = None,
+    name: str | None = None,
+    v_init: float = -70.0,
+    celsius: float = 34.0,
+    region_of: dict[str, str] | None = None,
+) -> CellSpec:
+    """A user's cell: morphology file + optional .mod folder + biophysics.
+
+    biophysics: a Python function ``f(lfpy_cell)`` applied to the sections, or a hoc file
+    of statements (``forall { insert pas ... }``); or give ``template_file`` and
+    ``template_name`` for a hoc template that builds the cell (LFPy.TemplateCell).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CellLoadError(f"morphology file {path} does not exist or is not a file.")
+    if path.suffix.lower() not in MORPHOLOGY_SUFFIXES:
+        raise CellLoadError(
+            f"morphology {path} has suffix {path.suffix!r}; use one of {MORPHOLOGY_SUFFIXES}."
+        )
+    try:
+        path.read_bytes()[:1]
+    except OSError as exc:
+        raise CellLoadError(f"morphology file {path} is not readable: {exc}") from exc
+    mods: list[Path] = []
+    if mod_dir is not None:
+        mod_dir = Path(mod_dir)
+        if not mod_dir.is_dir():
+            raise CellLoadError(f"mechanism folder {mod_dir} does not exist.")
+        mods = sorted(mod_dir.glob("*.mod"))
+        if not mods:
+            raise CellLoadError(f"mechanism folder {mod_dir} holds no .mod files.")
+    if isinstance(biophysics, (str, Path)):
+        biophysics = Path(biophysics)
+        if not biophysics.is_file():
+            raise CellLoadError(f"biophysics file {biophysics} does not exist.")
+    if template_file is not None:
+        template_file = Path(template_file)
+        if not template_file.is_file():
+            raise CellLoadError(f"template file {template_file} does not exist.")
+        if template_name is None:
+            names = _template_names(template_file)
+            if not names:
+                raise CellLoadError(f"{template_file} defines no template.")
+            template_name = names[-1]
+    if biophysics is None and template_file is None:
+        raise CellLoadError(
+            f"cell {path.name}: give biophysics= (a Python function or a hoc file) or "
+            "template_file= (a hoc template); a bare morphology has no membrane mechanisms."
+        )
+    return CellSpec(
+        name=name or path.stem,
+        kind="hoc_template" if template_file is not None else "morphology",
+        morphology=path,
+        mod_files=mods,
+        biophysics=biophysics,
+        template_file=template_file,
+        template_name=template_name,
+        template_args=template_args,
+        v_init=v_init,
+        celsius=celsius,
+        region_of=dict(region_of or {}),
+    )

@@ -1,0 +1,101 @@
+"""What defines a cell model: files, biophysics, discretization, synapse parameters."""
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+# Published synapse parameters used by default (see mod/AmpaNmda.mod for the credits):
+# peak AMPA conductance 0.4 nS and NMDA 0.4 nS per event (Beniaguev et al. 2021),
+# GABA_A as NEURON's Exp2Syn, rise 0.2 ms, decay 8 ms, reversal -80 mV, 1 nS per event.
+DEFAULT_SYNAPSES = {
+    "exc_weight_uS": 0.0004,
+    "nmda_ratio": 1.0,
+    "exc_tau_r_ampa": 0.3,
+    "exc_tau_d_ampa": 3.0,
+    "exc_tau_r_nmda": 2.0,
+    "exc_tau_d_nmda": 70.0,
+    "exc_e": 0.0,
+    "mg_mM": 1.0,
+    "inh_weight_uS": 0.001,
+    "inh_tau_r": 0.2,
+    "inh_tau_d": 8.0,
+    "inh_e": -80.0,
+}
+
+
+@dataclass
+class Discretization:
+    """How sections are cut into segments (LFPy's nsegs_method).
+
+    method: "lambda_f" (d_lambda rule at frequency lambda_f Hz), "fixed_length"
+    (segments no longer than max_nsegs_length µm) or "native" (keep the model's own nseg).
+    """
+
+    method: str = "lambda_f"
+    lambda_f: float = 100.0
+    d_lambda: float = 0.3
+    max_nsegs_length: float | None = None
+
+    def lfpy_kwargs(self) -> dict:
+        if self.method == "native":
+            return {"nsegs_method": None}
+        return {
+            "nsegs_method": self.method,
+            "lambda_f": self.lambda_f,
+            "d_lambda": self.d_lambda,
+            "max_nsegs_length": self.max_nsegs_length,
+        }
+
+
+@dataclass
+class CellSpec:
+    """Everything needed to build one cell in NEURON.
+
+    kind: "bbp" (a Blue Brain cell folder, loaded the way MEArec ships them),
+    "hoc_template" (user hoc template), or "morphology" (morphology file + biophysics).
+    region_of: optional mapping section-name prefix -> region, tried before the default
+    name rules.
+    """
+
+    name: str
+    kind: str
+    morphology: Path
+    mod_files: list[Path] = field(default_factory=list)
+    biophysics: Callable | Path | None = None
+    template_file: Path | None = None
+    template_name: str | None = None
+    template_args: object = None
+    folder: Path | None = None
+    v_init: float = -70.0
+    celsius: float = 34.0
+    region_of: dict[str, str] = field(default_factory=dict)
+    licence: str | None = None
+
+    def biophysics_hash(self) -> str:
+        """Hash of everything that sets the membrane: .mod sources, hoc and Python code."""
+        h = hashlib.sha256()
+        for f in sorted(self.mod_files, key=lambda p: Path(p).name):
+            h.update(Path(f).name.encode() + Path(f).read_bytes())
+        files = [self.template_file, self.morphology]
+        if isinstance(self.biophysics, (str, Path)):
+            files.append(Path(self.biophysics))
+        if self.folder is not None:
+            files += sorted(Path(self.folder).glob("*.hoc"))
+        for f in files:
+            if f is not None and Path(f).is_file():
+                h.update(Path(f).name.encode() + Path(f).read_bytes())
+        if callable(self.biophysics):
+            try:
+                h.update(inspect.getsource(self.biophysics).encode())
+            except (OSError, TypeError):
+                h.update(repr(self.biophysics).encode())
+        h.update(json.dumps([self.v_init, self.celsius, self.region_of], sort_keys=True).encode())
+        return h.hexdigest()[:16]
+
+
+def describe(discretization: Discretization, synapses: dict) -> dict:
+    return {"discretization": asdict(discretization), "synapses": dict(synapses)}
