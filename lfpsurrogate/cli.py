@@ -77,6 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", default="lfpsurrogate-demo")
     common(p)
     p.set_defaults(func=_cmd_demo)
+
+    try:  # `lfpsurrogate dataset ...`, owned by lfpsurrogate.data
+        from .data.cli import register as register_dataset
+    except ImportError:
+        register_dataset = None
+    if register_dataset is not None:
+        register_dataset(sub, common)
     return parser
 
 

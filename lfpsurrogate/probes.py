@@ -15,6 +15,7 @@ the four-sphere head at the origin, +z through the vertex, +y towards the nose, 
 from __future__ import annotations
 
 import copy
+import textwrap
 import hashlib
 import math
 from dataclasses import dataclass, field, replace
@@ -253,7 +254,8 @@ def save_sensor_yaml(probe: Probe, path: str | Path, comment: str = "") -> Path:
     group = "electrodes" if probe.kind == "eeg" else "sensors"
     if probe.kind == "meg":
         lines.append(f"conductor: {probe.conductor or 'spherical'}")
-    lines += [f"{group}:", f"  names: [{', '.join(probe.labels)}]", "  positions:"]
+    names = textwrap.wrap(", ".join(probe.labels), 86, break_on_hyphens=False)
+    lines += [f"{group}:", "  names: [" + "\n    ".join(names) + "]", "  positions:"]
     lines += [f"    - [{p[0]:.4f}, {p[1]:.4f}, {p[2]:.4f}]" for p in probe.positions]
     if probe.kind == "meg":
         lines.append("  orientations:")

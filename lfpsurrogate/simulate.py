@@ -1,7 +1,8 @@
 """Ground truth: run a detailed cell in NEURON under binned synaptic input.
 
 Returns voltages and transmembrane currents of every segment averaged over each time bin
-(trapezoidal average of the samples at every time step, so ``imem = M v`` holds exactly for
+(trapezoidal average of the samples at every time step; bin 0 the plain mean of its
+samples after t = 0, so ``imem = M v`` holds exactly for
 the averages as it does for the samples), somatic spike times, and the inputs.
 
 The cell, its segments and the voltage->current matrix come from LFPy; the run itself is a
@@ -87,9 +88,10 @@ def simulate(
 
     v_out = np.empty((n_bins, n_seg))
     i_out = np.empty((n_bins, n_seg))
-    ptr_v.gather(buf_v)
-    ptr_i.gather(buf_i)
-    edge_v, edge_i = np_v.copy(), np_i.copy()
+    # i_membrane_ is only defined after a step, so bin 0 averages its samples at
+    # dt, 2 dt, ..., bin_ms with equal weights; every later bin is a trapezoid over its
+    # samples. Both are the same linear map for v and imem, so imem = M v still holds.
+    edge_v, edge_i = np.zeros(n_seg), np.zeros(n_seg)
     chunk = 500  # bins whose events are queued at a time: bounded event queue
     show = progress if progress is not None else duration_ms >= 2000
     fadvance = h.fadvance
@@ -110,8 +112,9 @@ def simulate(
             ptr_v.gather(buf_v)
             ptr_i.gather(buf_i)
             edge_v, edge_i = np_v.copy(), np_i.copy()
-            v_out[k] = (acc_v + 0.5 * edge_v) / steps_per_bin
-            i_out[k] = (acc_i + 0.5 * edge_i) / steps_per_bin
+            end_weight = 1.0 if k == 0 else 0.5
+            v_out[k] = (acc_v + end_weight * edge_v) / steps_per_bin
+            i_out[k] = (acc_i + end_weight * edge_i) / steps_per_bin
             if k % 100 == 99:
                 bar.update(100)
         bar.update(n_bins - bar.n)
@@ -185,7 +188,7 @@ def _to_dataset(cell, counts, v, imem, spike_times, dt, bin_ms, inputs) -> xr.Da
             "cell_fingerprint": geom.fingerprint,
             "dt_ms": dt,
             "bin_ms": bin_ms,
-            "averaging": "trapezoidal average of the dt samples over each bin",
+            "averaging": "trapezoidal average of the dt samples over each bin (bin 0: mean of its samples after t=0)",
             "spike_threshold_mv": -20.0,
             "v_init_mv": cell.spec.v_init,
             "celsius": cell.spec.celsius,

@@ -106,7 +106,7 @@ def bbp_spec(folder: Path, name: str | None = None) -> CellSpec:
     mods = [
         f
         for f in sorted((folder / "mechanisms").glob("*.mod"))
-        if not any(n in syn_text for n in mechanism_names(f))
+        if not any(re.search(rf"\bnew\s+{n}\s*\(", syn_text) for n in mechanism_names(f))
     ]
     template_names = _template_names(folder / "template.hoc")
     if not template_names:

@@ -1,0 +1,49 @@
+"""Shared fixtures. NEURON-backed fixtures are session-scoped: loading l5_ttpc1 costs ~10 s."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+@pytest.fixture(scope="session")
+def pyramid():
+    import lfpsurrogate as lfps
+
+    return lfps.load_cell("pyramid_hh")
+
+
+@pytest.fixture(scope="session")
+def l5():
+    import lfpsurrogate as lfps
+
+    return lfps.load_cell("l5_ttpc1")
+
+
+def make_stick_geometry(n: int = 10, length_um: float = 20.0, name: str = "stick"):
+    """A NEURON-free ball-and-stick along +z: soma segment at the origin, n dendritic
+    segments; M is the graph Laplacian of the chain scaled by an axial conductance."""
+    from lfpsurrogate.geometry import CellGeometry
+
+    z0 = np.concatenate([[-10.0], np.arange(n) * length_um + 10.0])
+    z1 = np.concatenate([[10.0], np.arange(1, n + 1) * length_um + 10.0])
+    zeros = np.zeros((n + 1, 2))
+    g = 0.05  # µS between neighbours
+    main = np.full(n + 1, 2 * g)
+    main[[0, -1]] = g
+    m = sp.diags([-main, np.full(n, g), np.full(n, g)], [0, -1, 1]) * -1.0
+    return CellGeometry(
+        name=name, x=zeros, y=zeros.copy(), z=np.stack([z0, z1], 1),
+        d=np.r_[20.0, np.full(n, 2.0)], section=["soma"] + [f"apic[{i}]" for i in range(n)],
+        region=["soma"] + ["apical"] * n, vmem_to_imem=m, input_segments=np.arange(n + 1),
+        meta={"kind": "synthetic"},
+    )
+
+
+@pytest.fixture
+def stick():
+    return make_stick_geometry()

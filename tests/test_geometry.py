@@ -1,0 +1,88 @@
+"""CellGeometry: validation, NEURON-free save/load, fingerprints, tamper detection."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from lfpsurrogate.errors import GeometryError
+from lfpsurrogate.geometry import CellGeometry
+
+from conftest import make_stick_geometry
+
+
+def test_roundtrip_preserves_everything(stick, tmp_path):
+    path = stick.save(tmp_path / "g.npz")
+    back = CellGeometry.load(path)
+    assert back.fingerprint == stick.fingerprint
+    for key in ("x", "y", "z", "d"):
+        np.testing.assert_array_equal(getattr(back, key), getattr(stick, key))
+    assert (back.vmem_to_imem != stick.vmem_to_imem).nnz == 0
+    assert list(back.region) == list(stick.region)
+    assert back.n_channels == 2 * stick.n_segments
+
+
+def test_fingerprint_changes_with_geometry_and_meta(stick):
+    other = make_stick_geometry(length_um=21.0)
+    assert other.fingerprint != stick.fingerprint
+    meta = make_stick_geometry()
+    meta.meta = {"kind": "synthetic", "synapses": {"exc_weight_uS": 1.0}}
+    assert meta.fingerprint != stick.fingerprint
+
+
+def test_altered_file_is_refused(stick, tmp_path):
+    path = stick.save(tmp_path / "g.npz")
+    data = dict(np.load(path, allow_pickle=False))
+    data["d"] = data["d"] * 1.1
+    np.savez(path, **data)
+    with pytest.raises(GeometryError, match="altered or corrupted"):
+        CellGeometry.load(path)
+
+
+def test_truncated_file_is_refused(stick, tmp_path):
+    path = stick.save(tmp_path / "g.npz")
+    path.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(GeometryError, match="not a readable CellGeometry"):
+        CellGeometry.load(path)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(GeometryError, match="does not exist"):
+        CellGeometry.load(tmp_path / "nope.npz")
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(x=np.zeros((3, 2))), "shape"),
+        (dict(region=["soma"] + ["dendrite"] * 10), "unknown regions"),
+        (dict(input_segments=[0, 99]), "outside the cell"),
+        (dict(d=np.full(11, np.nan)), "non-finite"),
+    ],
+)
+def test_invalid_geometry(stick, change, message):
+    fields = dict(name="s", x=stick.x, y=stick.y, z=stick.z, d=stick.d, section=stick.section,
+                  region=stick.region, vmem_to_imem=stick.vmem_to_imem,
+                  input_segments=stick.input_segments)
+    fields.update(change)
+    with pytest.raises(GeometryError, match=message):
+        CellGeometry(**fields)
+
+
+def test_load_works_without_neuron(stick, tmp_path):
+    path = stick.save(tmp_path / "g.npz")
+    code = textwrap.dedent(f"""
+        import sys
+        sys.modules["neuron"] = None  # any `import neuron` now fails
+        import lfpsurrogate
+        g = lfpsurrogate.CellGeometry.load({str(path)!r})
+        assert g.fingerprint == {stick.fingerprint!r}
+        assert "neuron" not in [m for m in sys.modules if sys.modules[m] is not None]
+        print("ok", g.n_segments)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "ok 11" in out.stdout

@@ -1,0 +1,97 @@
+"""Ground truth against physics: imem = M v, determinism, firing, rest, event timing."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import lfpsurrogate as lfps
+from lfpsurrogate.errors import InputError
+
+
+@pytest.fixture(scope="module")
+def l5_run(l5):
+    inputs = lfps.poisson_inputs(l5, 200, seed=11)
+    return inputs, lfps.simulate(l5, inputs)
+
+
+def test_bin_averaged_currents_equal_m_times_voltages(l5, l5_run):
+    _, ds = l5_run
+    m = l5.geometry.vmem_to_imem
+    err = np.linalg.norm(m @ ds.v.values - ds.imem.values) / np.linalg.norm(ds.imem.values)
+    assert err <= 1e-3
+    # Kirchhoff: the membrane currents sum to zero at every time
+    assert np.abs(ds.imem.sum("segment")).max() < 1e-6 * np.abs(ds.imem).max()
+
+
+def test_output_layout_and_units(l5, l5_run):
+    inputs, ds = l5_run
+    g = l5.geometry
+    assert ds.v.dims == ("segment", "time") and ds.v.shape == (g.n_segments, 200)
+    assert ds.imem.shape == ds.v.shape
+    assert ds.v.attrs["units"] == "mV" and ds.imem.attrs["units"] == "nA"
+    assert ds.time.values[1] - ds.time.values[0] == 1.0
+    assert np.array_equal(ds.inputs.values, inputs.values)
+    assert ds.attrs["cell_fingerprint"] == g.fingerprint
+    assert ds.attrs["seed"] == 11
+    assert "neuron" in json.loads(ds.attrs["versions"])
+    assert ds.spikes.sum() == ds.spike_times.size
+    assert np.all(np.isfinite(ds.v)) and -100 < float(ds.v.min()) and float(ds.v.max()) < 60
+
+
+def test_same_seed_bit_identical(l5, l5_run):
+    inputs, ds = l5_run
+    again = lfps.simulate(l5, lfps.poisson_inputs(l5, 200, seed=11))
+    for key in ("v", "imem", "spike_times", "inputs"):
+        assert np.array_equal(ds[key].values, again[key].values), key
+
+
+def test_strong_input_fires_and_zero_input_rests(l5):
+    strong = lfps.poisson_inputs(l5, 200, seed=1, protocol="constant", rate_exc_hz=20, rate_inh_hz=0)
+    assert lfps.simulate(l5, strong).spike_times.size >= 2
+    rest = lfps.simulate(l5, np.zeros((l5.n_channels, 200), dtype=np.uint8))
+    assert rest.spike_times.size == 0
+    soma = rest.v.values[l5.geometry.soma_index]
+    assert np.ptp(soma) < 0.1  # settled to rest: no drift
+    assert -80 < soma.mean() < -60
+
+
+def test_spikes_are_delivered_at_bin_start(pyramid):
+    g = pyramid.geometry
+    zero = np.zeros((g.n_channels, 60), dtype=np.uint8)
+    one = zero.copy()
+    channel = int(np.flatnonzero(g.input_segments == g.soma_index)[0])  # soma, excitatory
+    one[channel, 30] = 3
+    a = lfps.simulate(pyramid, zero).v.values[g.soma_index]
+    b = lfps.simulate(pyramid, one).v.values[g.soma_index]
+    assert np.array_equal(a[:30], b[:30])  # nothing before the bin
+    assert b[30] > a[30] + 0.01  # the response starts inside bin 30
+    assert b[31] > b[30]
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda n: np.full((n, 10), -1), "negative"),
+        (lambda n: np.full((n, 10), 1.5), "non-integer"),
+        (lambda n: np.full((n, 10), np.inf), "non-finite"),
+        (lambda n: np.zeros((n + 2, 10)), "channels"),
+    ],
+)
+def test_bad_inputs_are_refused(pyramid, make, message):
+    with pytest.raises(InputError, match=message):
+        lfps.simulate(pyramid, make(pyramid.n_channels))
+
+
+def test_dt_must_divide_bin(pyramid):
+    with pytest.raises(InputError, match="divide"):
+        lfps.simulate(pyramid, np.zeros((pyramid.n_channels, 5)), dt=0.3)
+
+
+def test_cells_can_alternate_in_one_process(pyramid, l5):
+    a = lfps.simulate(pyramid, np.zeros((pyramid.n_channels, 20)))
+    b = lfps.simulate(l5, np.zeros((l5.n_channels, 20)))
+    c = lfps.simulate(pyramid, np.zeros((pyramid.n_channels, 20)))
+    assert a.v.shape[0] != b.v.shape[0]
+    assert np.array_equal(a.v.values, c.v.values)
