@@ -85,7 +85,7 @@ class Cell:
             raise CellLoadError(
                 f"unknown synapse parameters {sorted(unknown)}; allowed: {sorted(DEFAULT_SYNAPSES)}"
             )
-        self.synapse_params = {**DEFAULT_SYNAPSES, **(synapses or {})}
+        self.synapse_params = {**DEFAULT_SYNAPSES, **spec.synapse_defaults, **(synapses or {})}
         self._lfpy = None
         self._segments: list = []
         self._synapses: tuple[list, list] | None = None

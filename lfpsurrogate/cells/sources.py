@@ -59,6 +59,9 @@ def pyramid_hh_spec() -> CellSpec:
         # dendrite_1 is the apical tree of this reconstruction (it reaches 870 µm), the
         # other seven trees are basal.
         region_of={"dendrite_1": "apical", "dendrite_": "basal"},
+        # 123 input slots instead of ~560 and a large soma: 1.2 nS per excitatory event
+        # gives 2-30 Hz somatic firing under the default Poisson protocols
+        synapse_defaults={"exc_weight_uS": 0.0012},
     )
 
 

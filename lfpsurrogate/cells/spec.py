@@ -74,6 +74,7 @@ class CellSpec:
     celsius: float = 34.0
     region_of: dict[str, str] = field(default_factory=dict)
     licence: str | None = None
+    synapse_defaults: dict = field(default_factory=dict)  # cell-specific DEFAULT_SYNAPSES overrides
 
     def biophysics_hash(self) -> str:
         """Hash of everything that sets the membrane: .mod sources, hoc and Python code."""
