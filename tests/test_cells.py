@@ -182,3 +182,35 @@ def test_other_bbp_cell_from_mearec_loads_like_the_default():
     line = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT")][0]
     n_seg, err = line.split()[1:]
     assert int(n_seg) > 50 and float(err) < 1e-3
+
+
+TEMPLATE = """
+begintemplate TinyCell{tag}
+public soma, dend, all
+create soma[1], dend[1]
+objref all
+proc init() {{
+    all = new SectionList()
+    soma[0] {{ L = 20 diam = 20 nseg = 1 insert hh all.append() }}
+    dend[0] {{ L = 400 diam = 2 insert pas g_pas = 5e-5 e_pas = -65 all.append() }}
+    connect dend[0](0), soma[0](1)
+    forall {{ Ra = 150 cm = 1 }}
+}}
+endtemplate TinyCell{tag}
+"""
+
+
+def test_user_cell_from_hoc_template(tmp_path):
+    tag = uuid.uuid4().hex[:6]
+    (tmp_path / "tiny.hoc").write_text(TEMPLATE.format(tag=tag))
+    (tmp_path / "cell.swc").write_text(SWC)  # ignored: the template builds its own sections
+    cell = lfps.load_cell(tmp_path / "cell.swc", template_file=tmp_path / "tiny.hoc",
+                          v_init=-65, celsius=6.3)
+    g = cell.geometry
+    assert set(g.region) == {"soma", "basal"}
+    assert g.n_segments > 2  # the d_lambda rule re-cut the 400 µm dendrite
+    strong = lfps.poisson_inputs(cell, 100, seed=0, protocol="constant", rate_exc_hz=300, rate_inh_hz=0)
+    ds = lfps.simulate(cell, strong)
+    m = g.vmem_to_imem
+    assert np.linalg.norm(m @ ds.v.values - ds.imem.values) <= 1e-3 * np.linalg.norm(ds.imem.values)
+    assert ds.spike_times.size >= 1
