@@ -19,7 +19,7 @@ def test_simulate_command_writes_netcdf_and_figure(tmp_path):
     res = run_cli("simulate", "--cell", "pyramid_hh", "--duration-ms", "100", "--seed", "2",
                   "--out", str(out), "--plot", str(fig), "--json")
     assert res.returncode == 0, res.stderr[-2000:]
-    summary = json.loads(res.stdout.strip().splitlines()[-1])
+    summary = json.loads(res.stdout)  # exactly one JSON object on stdout
     assert summary["segments"] > 100 and summary["duration_ms"] == 100
     assert fig.stat().st_size > 10_000
     with xr.open_dataset(out) as ds:
@@ -38,6 +38,6 @@ def test_simulate_command_reports_bad_cell(tmp_path):
 def test_demo_runs(tmp_path):
     res = run_cli("demo", "--out-dir", str(tmp_path / "demo"), "--duration-ms", "200", "--json")
     assert res.returncode == 0, res.stderr[-2000:]
-    summary = json.loads(res.stdout.strip().splitlines()[-1])
+    summary = json.loads(res.stdout)  # exactly one JSON object on stdout
     assert summary["cell"] == "l5_ttpc1"
     assert (tmp_path / "demo" / "demo_truth.png").exists()

@@ -32,6 +32,30 @@ def _working_directory(path: Path):
         os.chdir(old)
 
 
+@contextlib.contextmanager
+def _hoc_stdout_silenced():
+    """Send C-level stdout to /dev/null: hoc prints the return value ("1") of every
+    top-level load_file() in the BBP template files, which would corrupt --json output.
+    Errors go to stderr and stay visible."""
+    import sys
+
+    sys.stdout.flush()
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # no real stdout (e.g. captured)
+        yield
+        return
+    saved = os.dup(fd)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+        yield
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
+        os.close(devnull)
+
+
 def region_of_section(name: str, overrides: dict[str, str]) -> str:
     """Region ("soma", "axon", "basal", "apical") of a section from its name."""
     short = name.split(".")[-1]
@@ -222,7 +246,7 @@ class Cell:
         folder = Path(self.spec.folder)
         hoc_files = [folder / "template.hoc", folder / "biophysics.hoc", folder / "morphology.hoc"]
         self._check_templates(hoc_files)
-        with _working_directory(stage):
+        with _working_directory(stage), _hoc_stdout_silenced():
             cell = LFPy.TemplateCell(
                 morphology=str(stage / "morphology" / self.spec.morphology.name),
                 templatefile=str(stage / "template.hoc"),
