@@ -35,7 +35,7 @@ def make_stick_geometry(n: int = 10, length_um: float = 20.0, name: str = "stick
     g = 0.05  # µS between neighbours
     main = np.full(n + 1, 2 * g)
     main[[0, -1]] = g
-    m = sp.diags([-main, np.full(n, g), np.full(n, g)], [0, -1, 1]) * -1.0
+    m = sp.diags([-main, np.full(n, g), np.full(n, g)], [0, -1, 1])  # imem_i = sum_j g (v_j - v_i)
     return CellGeometry(
         name=name, x=zeros, y=zeros.copy(), z=np.stack([z0, z1], 1),
         d=np.r_[20.0, np.full(n, 2.0)], section=["soma"] + [f"apic[{i}]" for i in range(n)],

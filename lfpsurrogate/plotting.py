@@ -1,0 +1,188 @@
+"""Figures of forward-model output: laminar LFP + CSD, EEG topography, MEG field map,
+morphology with the probe drawn in place.
+
+Figures are built with ``matplotlib.figure.Figure`` (no pyplot, no global state, works on
+headless machines with the Agg canvas); every function returns the Figure. Inputs are the
+Datasets of :meth:`ForwardModel.from_currents` / ``from_voltages``.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import xarray as xr
+from matplotlib.collections import LineCollection
+from matplotlib.figure import Figure
+
+from .geometry import CellGeometry
+
+__all__ = ["csd_from_lfp", "plot_laminar", "plot_eeg_topography", "plot_meg_field_map",
+           "plot_morphology", "laminar_column", "scalp_projection"]
+
+REGION_COLORS = {"soma": "k", "axon": "tab:purple", "basal": "tab:green", "apical": "tab:blue"}
+
+
+def _fig_ax(ax, figsize=(6.0, 5.0)):
+    if ax is not None:
+        return ax.figure, ax
+    fig = Figure(figsize=figsize, layout="constrained")
+    return fig, fig.add_subplot()
+
+
+def laminar_column(positions: np.ndarray) -> np.ndarray:
+    """Indices of the contacts in the most populated vertical column (same x, y to 0.1
+    µm), sorted from top (largest z) to bottom."""
+    xy = np.round(np.asarray(positions)[:, :2], 1)
+    _, inverse, counts = np.unique(xy, axis=0, return_inverse=True, return_counts=True)
+    idx = np.flatnonzero(inverse.ravel() == np.argmax(counts))
+    return idx[np.argsort(-positions[idx, 2], kind="stable")]
+
+
+def csd_from_lfp(lfp: np.ndarray, z: np.ndarray, sigma: float = 0.3):
+    """Standard (second spatial difference) current source density.
+
+    lfp: (n_contacts, n_time) mV at depths z (µm, equally spaced, any order).
+    Returns (z of the inner contacts, CSD (n_contacts - 2, n_time) in µA/mm³), with
+    CSD = -sigma d²phi/dz²; positive = source (current leaving the cells).
+    """
+    z = np.asarray(z, dtype=float)
+    order = np.argsort(-z)
+    z, lfp = z[order], np.asarray(lfp, dtype=float)[order]
+    if len(z) < 3:
+        raise ValueError("a CSD needs at least 3 contacts in one column.")
+    h = np.diff(z)
+    if not np.allclose(h, h[0], rtol=1e-6):
+        raise ValueError("a CSD needs equally spaced contacts.")
+    d2 = (lfp[:-2] - 2 * lfp[1:-1] + lfp[2:]) / h[0] ** 2  # mV/µm²
+    # S/m * mV/µm² = 1e9 A/m³ = 1e6 µA/mm³
+    return z[1:-1], -sigma * d2 * 1e6
+
+
+def plot_laminar(ds: xr.Dataset, sigma: float | None = None, title: str | None = None) -> Figure:
+    """LFP traces by depth (left) and CSD image (right) of the main contact column."""
+    lfp = ds["lfp"]
+    pos = np.asarray(ds["electrode_position"].values)
+    idx = laminar_column(pos)
+    z = pos[idx, 2]
+    data = np.asarray(lfp.values)[idx]
+    t = np.asarray(ds["time"].values)
+    sigma = float(sigma if sigma is not None else ds.attrs.get("sigma_S_per_m", 0.3))
+    fig = Figure(figsize=(10.0, 5.0), layout="constrained")
+    ax1, ax2 = fig.subplots(1, 2, sharey=True)
+    pitch = float(np.median(np.abs(np.diff(z)))) if len(z) > 1 else 100.0
+    amp = float(np.abs(data).max()) or 1.0
+    scale = 0.8 * pitch / amp
+    for zi, trace in zip(z, data):
+        ax1.plot(t, zi + scale * trace, color="k", lw=0.8)
+    ax1.set_xlabel("time (ms)")
+    ax1.set_ylabel("contact depth z (µm)")
+    ax1.set_title(f"LFP (trace spacing = {amp / 0.8:.3g} {lfp.attrs.get('units', 'mV')})")
+    if len(z) >= 3:
+        zc, csd = csd_from_lfp(data, z, sigma)
+        lim = float(np.abs(csd).max()) or 1.0
+        half = pitch / 2
+        im = ax2.imshow(csd, aspect="auto", cmap="RdBu_r", vmin=-lim, vmax=lim,
+                        extent=(t[0], t[-1], zc[-1] - half, zc[0] + half), origin="upper")
+        fig.colorbar(im, ax=ax2, label="CSD (µA/mm³), + = source")
+        ax2.set_title("current source density")
+    ax2.set_xlabel("time (ms)")
+    ax1.set_ylim(z.min() - pitch, z.max() + pitch)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def scalp_projection(positions: np.ndarray) -> np.ndarray:
+    """Azimuthal equidistant projection about the vertex: (n, 2) with x right and y
+    towards the nose; radius = polar angle (rad), so the equator is at pi/2."""
+    p = np.asarray(positions, dtype=float)
+    r = np.linalg.norm(p, axis=1)
+    theta = np.arccos(np.clip(p[:, 2] / r, -1, 1))
+    phi = np.arctan2(p[:, 0], p[:, 1])
+    return np.stack([theta * np.sin(phi), theta * np.cos(phi)], axis=1)
+
+
+def _time_index(values: np.ndarray, times: np.ndarray, time: float | None) -> int:
+    if time is None:  # strongest spatial pattern: maximal global field power
+        return int(np.argmax(values.reshape(-1, values.shape[-1]).std(axis=0)))
+    return int(np.argmin(np.abs(times - time)))
+
+
+def _topo(ax, fig, xy, values, labels, units, title):
+    lim = float(np.abs(values).max()) or 1.0
+    levels = np.linspace(-lim, lim, 21)
+    cs = ax.tricontourf(xy[:, 0], xy[:, 1], values, levels=levels, cmap="RdBu_r")
+    ax.plot(xy[:, 0], xy[:, 1], "k.", ms=3)
+    if labels is not None and len(labels) <= 40:
+        for (x, y), name in zip(xy, labels):
+            ax.annotate(str(name), (x, y), fontsize=7, ha="center", va="bottom")
+    circle = np.linspace(0, 2 * np.pi, 200)
+    ax.plot(np.pi / 2 * np.cos(circle), np.pi / 2 * np.sin(circle), "k", lw=1)
+    ax.plot([-0.15, 0, 0.15], [np.pi / 2, np.pi / 2 + 0.2, np.pi / 2], "k", lw=1)  # nose
+    ax.set_aspect("equal")
+    ax.set_axis_off()
+    ax.set_title(title)
+    fig.colorbar(cs, ax=ax, label=units, shrink=0.8)
+
+
+def plot_eeg_topography(ds: xr.Dataset, time: float | None = None, ax=None) -> Figure:
+    """EEG scalp map at ``time`` (ms; default: the time of maximal global field power),
+    seen from above, nose up."""
+    eeg = ds["eeg"]
+    k = _time_index(np.asarray(eeg.values), np.asarray(ds["time"].values), time)
+    fig, ax = _fig_ax(ax)
+    xy = scalp_projection(ds["eeg_position"].values)
+    t = float(ds["time"].values[k])
+    _topo(ax, fig, xy, np.asarray(eeg.values)[:, k], ds["eeg_electrode"].values,
+          eeg.attrs.get("units", "mV"), f"EEG at t = {t:g} ms")
+    return fig
+
+
+def plot_meg_field_map(ds: xr.Dataset, time: float | None = None, ax=None) -> Figure:
+    """Map of the MEG field component along each sensor's orientation (B·n, fT) at
+    ``time`` (ms; default: maximal spatial spread), seen from above, nose up."""
+    meg = ds["meg"]
+    bn = np.einsum("sat,sa->st", np.asarray(meg.values), np.asarray(ds["sensor_orientation"]))
+    k = _time_index(bn, np.asarray(ds["time"].values), time)
+    fig, ax = _fig_ax(ax)
+    xy = scalp_projection(ds["sensor_position"].values)
+    t = float(ds["time"].values[k])
+    _topo(ax, fig, xy, bn[:, k], ds["sensor"].values, meg.attrs.get("units", "fT"),
+          f"MEG B·n at t = {t:g} ms")
+    return fig
+
+
+def plot_morphology(geometry: CellGeometry | Any, probe=None, position=(0.0, 0.0, 0.0),
+                    rotation=(0.0, 0.0, 0.0), plane: str = "xz", ax=None) -> Figure:
+    """Placed cell(s) projected on ``plane`` ("xz", "yz" or "xy") with the probe contacts
+    drawn in the same frame (µm). ``geometry`` may be a ForwardModel: its geometry,
+    placement and LFP probe are used."""
+    from .forward import ForwardModel, place
+    from .probes import as_probe
+
+    if isinstance(geometry, ForwardModel):
+        fwd = geometry
+        geometry, probe = fwd.geometry, probe or fwd.probes.get("lfp")
+        position, rotation = fwd.placement.position, fwd.placement.rotation
+    axes = {"xz": (0, 2), "yz": (1, 2), "xy": (0, 1)}
+    if plane not in axes:
+        raise ValueError(f"plane must be one of {sorted(axes)}.")
+    i, j = axes[plane]
+    coords = place(geometry, position, rotation)  # (x, y, z), each (C, S, 2)
+    a, b = coords[i], coords[j]
+    segs = np.stack([np.stack([a[..., 0], b[..., 0]], -1), np.stack([a[..., 1], b[..., 1]], -1)],
+                    axis=-2).reshape(-1, 2, 2)
+    colors = np.tile([REGION_COLORS.get(r, "gray") for r in geometry.region], len(a))
+    widths = np.tile(np.clip(geometry.d / 2, 0.3, 4.0), len(a))
+    fig, ax = _fig_ax(ax, figsize=(5.0, 7.0))
+    ax.add_collection(LineCollection(segs, colors=colors, linewidths=widths))
+    if probe is not None:
+        pr = as_probe(probe)
+        ax.plot(pr.positions[:, i], pr.positions[:, j], "s", color="tab:red", ms=4,
+                label=f"{pr.name} ({pr.n} contacts)")
+        ax.legend(loc="upper right", fontsize=8)
+    ax.autoscale_view()
+    ax.set_aspect("equal")
+    ax.set_xlabel(f"{plane[0]} (µm)")
+    ax.set_ylabel(f"{plane[1]} (µm)")
+    return fig

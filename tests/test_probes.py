@@ -1,0 +1,183 @@
+"""load_probe: MEAutility names, shipped YAML files, the EEG/MEG schema and its validation."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lfpsurrogate import load_probe
+from lfpsurrogate.probes import (HeadModel, ProbeError, as_probe, eeg_10_20, mea_names,
+                                 radial_meg_array, save_sensor_yaml, shipped_probes)
+
+PROBES = Path(__file__).resolve().parents[1] / "probes"
+
+
+def test_every_meautility_builtin_loads():
+    import MEAutility as mu
+
+    names = mea_names()
+    assert {"Neuropixels-128", "Neuronexus-32", "tetrode"} <= set(names)
+    for name in names:
+        p = load_probe(name)
+        assert p.kind == "mea" and p.n == mu.return_mea(name).number_electrodes
+        np.testing.assert_allclose(p.positions, mu.return_mea(name).positions)
+    assert load_probe("Neuropixels-128").n == 128
+
+
+def test_shipped_laminar_probes():
+    for stem, n, pitch in (("laminar-16", 16, 100.0), ("laminar-32", 32, 50.0)):
+        p = load_probe(PROBES / f"{stem}.yaml")
+        assert p.kind == "mea" and p.n == n and p.name == stem
+        np.testing.assert_allclose(p.positions[:, :2], 0.0)
+        np.testing.assert_allclose(np.diff(p.positions[:, 2]), -pitch)  # top to bottom
+        assert load_probe(stem).fingerprint == p.fingerprint  # stem lookup in probes/
+
+
+def test_shipped_neuropixels_style():
+    p = load_probe(PROBES / "neuropixels-style-160.yaml")
+    assert p.n == 160
+    assert len(np.unique(p.positions[:, 1])) == 4  # four columns
+    depths = np.unique(p.positions[:, 2])
+    np.testing.assert_allclose(np.diff(depths), 20.0)  # staggered: a contact every 20 µm
+
+
+def test_eeg_10_20_file_matches_generator_and_geometry():
+    p = load_probe(PROBES / "eeg-10-20.yaml")
+    gen = eeg_10_20()
+    assert p.kind == "eeg" and p.labels == gen.labels and len(p.labels) == 19
+    np.testing.assert_allclose(p.positions, gen.positions, atol=1e-3)
+    r = np.linalg.norm(p.positions, axis=1)
+    np.testing.assert_allclose(r, 90000.0, rtol=1e-9)
+    assert np.all(r <= 90000.0)  # lfpykit rejects electrodes outside the scalp
+    pos = dict(zip(p.labels, p.positions / 90000.0))
+
+    def angle(a, b):
+        return math.degrees(math.acos(np.clip(pos[a] @ pos[b], -1, 1)))
+
+    np.testing.assert_allclose(pos["Cz"], [0, 0, 1], atol=1e-12)
+    assert angle("Fz", "Cz") == pytest.approx(36) and angle("Cz", "Pz") == pytest.approx(36)
+    assert angle("C3", "Cz") == pytest.approx(36) and angle("T7", "Cz") == pytest.approx(72)
+    assert angle("F3", "F7") == pytest.approx(angle("F3", "Fz"))  # F3 halfway
+    assert pos["T7"][0] < 0 < pos["T8"][0]  # left is -x
+    assert pos["Fp1"][1] > 0 > pos["O1"][1]  # nose is +y
+    np.testing.assert_allclose(pos["Fp1"] * [-1, 1, 1], pos["Fp2"], atol=1e-12)
+    assert p.head == HeadModel()
+
+
+def test_meg_file_matches_generator_radial_outside_head():
+    p = load_probe(PROBES / "meg-radial.yaml")
+    gen = radial_meg_array()
+    assert p.kind == "meg" and p.conductor == "spherical" and p.n == gen.n > 50
+    np.testing.assert_allclose(p.positions, gen.positions, atol=1e-3)
+    r = np.linalg.norm(p.positions, axis=1)
+    assert r.min() > p.head.scalp_radius
+    np.testing.assert_allclose(p.orientations, p.positions / r[:, None], atol=1e-8)
+
+
+def test_mm_units_are_converted(tmp_path):
+    f = tmp_path / "mm.yaml"
+    f.write_text("kind: eeg\nunits: mm\nhead: {radii: [79, 80, 85, 90], "
+                 "conductivities: [0.3, 1.5, 0.015, 0.3]}\n"
+                 "electrodes: {names: [Cz, X], positions: [[0, 0, 90], [90, 0, 0]]}\n")
+    p = load_probe(f)
+    np.testing.assert_allclose(p.positions, [[0, 0, 90000], [90000, 0, 0]], rtol=1e-9)
+    assert p.head.radii == (79000.0, 80000.0, 85000.0, 90000.0)
+
+
+def test_save_sensor_yaml_roundtrip(tmp_path):
+    head = HeadModel((70000.0, 71000.0, 76000.0, 80000.0), (0.33, 1.79, 0.01, 0.33))
+    e = eeg_10_20(head)
+    back = load_probe(save_sensor_yaml(e, tmp_path / "e.yaml", "custom head"))
+    assert back.head == head and back.labels == e.labels
+    np.testing.assert_allclose(back.positions, e.positions, atol=1e-3)
+    m = radial_meg_array(radius=95000.0, head=head, conductor="infinite")
+    back = load_probe(save_sensor_yaml(m, tmp_path / "m.yaml"))
+    assert back.conductor == "infinite" and back.n == m.n
+
+
+def test_as_probe_accepts_mea_objects_and_probes():
+    import MEAutility as mu
+
+    p = as_probe(mu.return_mea("tetrode"))
+    assert p.kind == "mea" and p.n == 4
+    assert as_probe(p) is p
+    moved = p.translated([10, 0, 0])
+    np.testing.assert_allclose(moved.positions - p.positions, [[10, 0, 0]] * 4)
+    np.testing.assert_allclose(moved.mea.positions, moved.positions)
+    assert moved.fingerprint != p.fingerprint
+    with pytest.raises(ProbeError, match="cannot use"):
+        as_probe(42)
+
+
+# ---- invalid files: the error names the file and the field ------------------------------
+EEG_OK = ("kind: eeg\nunits: um\n"
+          "electrodes:\n  names: [Cz, T8]\n  positions: [[0, 0, 90000], [90000, 0, 0]]\n")
+MEG_OK = ("kind: meg\nunits: um\n"
+          "sensors:\n  names: [A, B]\n  positions: [[0, 0, 100000], [100000, 0, 0]]\n"
+          "  orientations: [[0, 0, 1], [1, 0, 0]]\n")
+
+
+@pytest.mark.parametrize("text, field, message", [
+    (EEG_OK.replace("units: um\n", ""), "units", "missing"),
+    (EEG_OK.replace("units: um", "units: furlong"), "units", "unknown length unit"),
+    (EEG_OK.replace("[0, 0, 90000], ", "[0, .nan, 90000], "), "electrodes.positions[0]",
+     "non-finite"),
+    (EEG_OK.replace("[90000, 0, 0]", "[85000, 0, 0]"), "electrodes.positions[1]",
+     "not on the scalp"),
+    (EEG_OK.replace("units: um", "units: mm"), "electrodes.positions[0]", "not on the scalp"),
+    ("kind: eeg\nunits: um\n", "electrodes", "missing"),
+    ("kind: eeg\nunits: um\nelectrodes: {names: [], positions: []}\n",
+     "electrodes.positions", "no sites"),
+    (EEG_OK.replace("names: [Cz, T8]", "names: [Cz]"), "electrodes.names", "one name"),
+    (EEG_OK + "head: {radii: [79000, 80000, 85000], conductivities: [0.3, 1.5, 0.015, 0.3]}\n",
+     "head.radii", "4 values"),
+    (EEG_OK + "head: {radii: [80000, 79000, 85000, 90000], "
+              "conductivities: [0.3, 1.5, 0.015, 0.3]}\n", "head.radii", "increase"),
+    (EEG_OK + "head: {radii: [79000, 80000, 85000, 90000], "
+              "conductivities: [0.3, -1.5, 0.015, 0.3]}\n", "head.conductivities", "positive"),
+    (EEG_OK + "electrode_spacing: 3\n", "electrode_spacing", "unknown field"),
+    (EEG_OK.replace("kind: eeg", "kind: ecog"), "kind", "must be 'eeg' or 'meg'"),
+    (MEG_OK.replace("[100000, 0, 0]]", "[50000, 0, 0]]"), "sensors.positions[1]",
+     "inside the head"),
+    (MEG_OK.replace("  orientations: [[0, 0, 1], [1, 0, 0]]\n", ""), "sensors.orientations",
+     "missing"),
+    (MEG_OK.replace("[1, 0, 0]]", "[0, 0, 0]]"), "sensors.orientations[1]", "zero vector"),
+    (MEG_OK + "conductor: wobbly\n", "conductor", "spherical"),
+    ("electrode_name: p\npos: []\n", "pos", "no electrodes"),
+    ("electrode_name: p\npos: [[0, 0, .inf]]\n", "pos[0]", "non-finite"),
+    ("electrode_name: p\nplane: yz\n", "pos", "missing"),
+    ("electrode_name: p\ndim: [4, 1]\n", "pitch", "missing"),
+    ("electrode_name: p\ndim: [4, 1]\npitch: [.nan, 0]\n", "pitch", "finite"),
+    ("electrode_name: p\npos: [[0, 0, 0]]\nunits: mm\n", "units", "µm"),
+])
+def test_invalid_files_name_file_and_field(tmp_path, text, field, message):
+    f = tmp_path / "bad-probe.yaml"
+    f.write_text(text)
+    with pytest.raises(ProbeError) as err:
+        load_probe(f)
+    msg = str(err.value)
+    assert "bad-probe.yaml" in msg and f"'{field}'" in msg and message in msg, msg
+
+
+def test_unreadable_and_unknown(tmp_path):
+    with pytest.raises(ProbeError, match="does not exist"):
+        load_probe(tmp_path / "nope.yaml")
+    f = tmp_path / "broken.yaml"
+    f.write_text("kind: [eeg\n")
+    with pytest.raises(ProbeError, match="broken.yaml: not valid YAML"):
+        load_probe(f)
+    f.write_text("- 1\n- 2\n")
+    with pytest.raises(ProbeError, match="mapping"):
+        load_probe(f)
+    with pytest.raises(ProbeError, match="unknown probe 'Neuropixels-9999'.*Neuropixels-128"):
+        load_probe("Neuropixels-9999")
+    assert {"laminar-16", "laminar-32", "eeg-10-20", "meg-radial"} <= set(shipped_probes())
+
+
+def test_eeg_file_without_kind_gets_a_hint(tmp_path):
+    f = tmp_path / "nokind.yaml"
+    f.write_text(EEG_OK.replace("kind: eeg\n", ""))
+    with pytest.raises(ProbeError, match="nokind.yaml: field 'electrodes'.*kind: eeg"):
+        load_probe(f)
