@@ -11,6 +11,11 @@ from .errors import LfpsurrogateError
 
 
 def _cmd_simulate(args) -> dict:
+    return _run_truth(args)[2]
+
+
+def _run_truth(args):
+    """Simulate as the arguments say, write the result (and figure); (cell, ds, summary)."""
     from .cells import load_cell
     from .inputs import poisson_inputs
     from .io import save_figure, write_netcdf
@@ -34,20 +39,37 @@ def _cmd_simulate(args) -> dict:
 
         save_figure(plot_simulation(ds), args.plot)
         summary["plot"] = str(args.plot)
-    return summary
+    return cell, ds, summary
 
 
 def _cmd_demo(args) -> dict:
-    """Until a trained surrogate ships: a short ground-truth run of the default cell,
-    with the LFP on the 16-contact laminar probe when the forward models are available."""
+    """Until a trained surrogate ships: a short ground-truth run of the default cell, and
+    its LFP (16-contact laminar probe, cell 50 µm lateral), EEG and MEG."""
+    from .forward import forward_model
+    from .io import save_figure, write_netcdf
+    from .plotting import plot_laminar
+
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     args.cell, args.d_lambda, args.protocol = "l5_ttpc1", 0.3, "constant"
     args.rate_exc, args.rate_inh = 8.0, 3.0
     args.out, args.plot = out / "demo_truth.nc", out / "demo_truth.png"
-    summary = _cmd_simulate(args)
-    summary["note"] = ("no trained surrogate is shipped yet: the demo runs NEURON ground truth "
-                       "for the default cell")
+    cell, truth, summary = _run_truth(args)
+    fwd = forward_model(cell.geometry,
+                        {"lfp": "laminar-16", "eeg": "eeg-10-20", "meg": "meg-radial"},
+                        position=(50.0, 0.0, 0.0))
+    signals = fwd.from_currents(truth["imem"])
+    write_netcdf(signals, out / "demo_signals.nc")
+    save_figure(plot_laminar(signals, title="l5_ttpc1 ground truth: laminar LFP and CSD"),
+                out / "demo_lfp.png")
+    summary.update(
+        signals=str(out / "demo_signals.nc"), lfp_plot=str(out / "demo_lfp.png"),
+        lfp_peak_to_peak_uV=round(float(signals["lfp"].max() - signals["lfp"].min()) * 1000, 2),
+        eeg_peak_to_peak_nV=round(float(signals["eeg"].max() - signals["eeg"].min()) * 1e6, 3),
+        meg_peak_fT=round(float(abs(signals["meg"]).max()), 4),
+        note="no trained surrogate is shipped yet: the demo runs NEURON ground truth for the "
+             "default cell and its forward models",
+    )
     return summary
 
 

@@ -41,3 +41,8 @@ def test_demo_runs(tmp_path):
     summary = json.loads(res.stdout)  # exactly one JSON object on stdout
     assert summary["cell"] == "l5_ttpc1"
     assert (tmp_path / "demo" / "demo_truth.png").exists()
+    assert (tmp_path / "demo" / "demo_lfp.png").exists()
+    with xr.open_dataset(tmp_path / "demo" / "demo_signals.nc") as sig:
+        assert sig["lfp"].sizes["electrode"] == 16 and sig["lfp"].attrs["units"]
+        assert set(sig.data_vars) >= {"lfp", "dipole", "eeg", "meg"}
+    assert summary["lfp_peak_to_peak_uV"] > 1.0  # a spiking cell 50 µm from the probe
