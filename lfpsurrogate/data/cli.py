@@ -1,0 +1,71 @@
+"""`lfpsurrogate dataset generate | info`: training-data stores from the command line."""
+from __future__ import annotations
+
+import argparse
+
+from .store import DEFAULT_PROTOCOLS, DEFAULT_SHIFT_PROTOCOL, DTYPES, DatasetError, parse_splits
+
+
+def _protocols(text: str) -> tuple[str, ...]:
+    return tuple(p.strip() for p in text.split(",") if p.strip())
+
+
+def _cmd_generate(args) -> dict:
+    from .generate import generate_dataset
+    from .store import GenerationParams
+
+    params = GenerationParams(
+        cell=args.cell, n_samples=args.n_samples, duration_ms=args.duration_ms, seed=args.seed,
+        protocols=_protocols(args.protocol), n_shift=args.n_shift,
+        shift_protocol=args.shift_protocol, splits=parse_splits(args.splits), dtype=args.dtype,
+        rate_exc_hz=args.rate_exc, rate_inh_hz=args.rate_inh, d_lambda=args.d_lambda,
+        chunk_ms=args.chunk_ms,
+    )
+    return generate_dataset(args.out, params, workers=args.workers, scheduler=args.scheduler,
+                            progress=not args.no_progress)
+
+
+def _cmd_info(args) -> dict:
+    from .store import store_info
+
+    return store_info(args.store)
+
+
+def register(subparsers, common) -> None:
+    """Add the ``dataset`` command (``generate``, ``info``) to the main parser."""
+    p = subparsers.add_parser("dataset", help="training-data stores (zarr) from NEURON runs on dask")
+    sub = p.add_subparsers(dest="dataset_command", required=True)
+
+    g = sub.add_parser(
+        "generate", help="generate or finish a store; re-running the same command resumes it",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    g.add_argument("--cell", default="l5_ttpc1", help="l5_ttpc1, pyramid_hh, a BBP folder or a morphology")
+    g.add_argument("--n-samples", type=int, required=True, help="train + val + test samples")
+    g.add_argument("--duration-ms", type=float, required=True, help="simulated time per sample (ms)")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--out", required=True, help="the store (a .zarr folder)")
+    where = g.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, help="local dask worker processes (default: one per core)")
+    where.add_argument("--scheduler", help="address of a running dask scheduler, e.g. tcp://host:8786")
+    g.add_argument("--protocol", default=",".join(DEFAULT_PROTOCOLS),
+                   help="input protocol of train/val/test; a comma list draws one per sample")
+    g.add_argument("--n-shift", type=int, default=0, help="extra 'shift' test samples")
+    g.add_argument("--shift-protocol", default=DEFAULT_SHIFT_PROTOCOL,
+                   help="input protocol of the shift samples")
+    g.add_argument("--splits", default="train=0.8,val=0.1,test=0.1")
+    g.add_argument("--dtype", choices=DTYPES, default="float32", help="storage type of v")
+    g.add_argument("--rate-exc", type=float, default=5.0, help="mean excitatory rate per slot (Hz)")
+    g.add_argument("--rate-inh", type=float, default=2.0, help="mean inhibitory rate per slot (Hz)")
+    g.add_argument("--d-lambda", type=float, default=0.3)
+    g.add_argument("--chunk-ms", type=float, default=1000.0, help="zarr chunk length along time (ms)")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    common(g)
+    g.set_defaults(func=_cmd_generate)
+
+    i = sub.add_parser("info", help="what a store holds and how much of it is done")
+    i.add_argument("store")
+    common(i)
+    i.set_defaults(func=_cmd_info)
+
+
+__all__ = ["register", "DatasetError"]
