@@ -22,6 +22,10 @@ def __getattr__(name):  # lazy: keeps `import lfpsurrogate` light
         from .probes import load_probe
 
         return load_probe
+    if name in ("predict_lfp", "load_model"):
+        from . import predict
+
+        return getattr(predict, name)
     if name == "forward_model":
         from .forward import forward_model
 

@@ -106,6 +106,15 @@ def build_parser() -> argparse.ArgumentParser:
         register_dataset = None
     if register_dataset is not None:
         register_dataset(sub, common)
+    from .train_cli import register as register_train
+
+    register_train(sub, common)
+    try:  # `lfpsurrogate evaluate`, owned by lfpsurrogate.evaluate_cli
+        from .evaluate_cli import register as register_evaluate
+    except ImportError:
+        register_evaluate = None
+    if register_evaluate is not None:
+        register_evaluate(sub, common)
     return parser
 
 

@@ -23,3 +23,7 @@ class MechanismConflictError(LfpsurrogateError, RuntimeError):
 
 class GeometryError(LfpsurrogateError, ValueError):
     """A CellGeometry bundle that is missing, malformed or does not match."""
+
+
+class ModelFolderError(LfpsurrogateError, ValueError):
+    """A surrogate model folder that is missing files, altered, or for another cell."""

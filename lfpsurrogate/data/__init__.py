@@ -10,6 +10,7 @@ from .store import (  # noqa: F401
     DatasetError,
     GenerationParams,
     check_fingerprint,
+    data_fingerprint,
     done_mask,
     open_store,
     parse_splits,

@@ -266,6 +266,16 @@ def read_attrs(store: str | Path) -> dict:
     return attrs
 
 
+def data_fingerprint(store: str | Path) -> str:
+    """Identity of a store's content: sha256 over its generation parameters and cell
+    fingerprint (first 16 hex digits). Two stores with equal fingerprints hold the same data."""
+    import hashlib
+
+    attrs = read_attrs(store)
+    text = str(attrs.get("generation", "")) + str(attrs.get("cell_fingerprint", ""))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def store_params(store: str | Path) -> GenerationParams:
     """The generation parameters a store was made with."""
     return GenerationParams.from_json(read_attrs(store)["generation"])

@@ -78,14 +78,31 @@ class LowRankSurrogate(Surrogate):
     def receptive_field(self) -> int:
         return max(self.trunk.receptive_field, self.cfg.first_kernel)
 
+    def _local_term(self, xn: torch.Tensor) -> torch.Tensor | None:
+        """Local synaptic pathway: (batch, n_input_segments, T) standardised voltage."""
+        if self.local is None:
+            return None
+        b, c, t = xn.shape
+        pairs = xn.view(b, 2, c // 2, t).transpose(1, 2).reshape(b * c // 2, 2, t)
+        f = self.local(pairs).view(b, c // 2, -1, t)
+        return torch.einsum("bnft,nf->bnt", f, self.local_gain)
+
+    def readout_parts(self, x: torch.Tensor) -> dict[str, torch.Tensor | None]:
+        """The pieces of the linear readout, for folding it into forward matrices:
+        v = v_mean + v_std * (basis @ z + scatter(local, input_segments)).
+        Returns z (batch, rank, T), local (batch, n_input_segments, T) or None, spike_logit."""
+        if x.dim() != 3 or x.shape[1] != self.n_channels:
+            raise ValueError(f"input must be (batch, {self.n_channels}, time); got {tuple(x.shape)}.")
+        xn = (x - self.in_mean[None, :, None]) * self.in_scale[None, :, None]
+        h = self.trunk(xn)
+        return {"z": self.latent(h), "local": self._local_term(xn),
+                "spike_logit": self.spike_head(h)[:, 0]}
+
     def core(self, xn: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.trunk(xn)
         vn = torch.einsum("sr,brt->bst", self.basis, self.latent(h))
-        if self.local is not None:
-            b, c, t = xn.shape
-            pairs = xn.view(b, 2, c // 2, t).transpose(1, 2).reshape(b * c // 2, 2, t)
-            f = self.local(pairs).view(b, c // 2, -1, t)
-            local = torch.einsum("bnft,nf->bnt", f, self.local_gain)
+        local = self._local_term(xn)
+        if local is not None:
             vn = vn.index_add(1, self.input_segments, local)
         return vn, self.spike_head(h)[:, 0]
 

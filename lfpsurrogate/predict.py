@@ -1,0 +1,393 @@
+"""predict_lfp: extracellular signals of one cell or a population from synaptic input,
+through a trained surrogate instead of NEURON.
+
+The network gives every segment's voltage; everything after it is linear (imem = M v,
+LFP = K M v, dipole = P M v, EEG/MEG from dipoles), applied with the forward model's
+composed matrices on the same device as the network, batch by batch, so voltages of a
+population are never held in memory unless asked for. For the low-rank architecture
+("ours") and no voltage output, the network's linear readout is folded into the forward
+matrices: signals are computed from its rank-r latents and its local synaptic terms
+without forming the voltage of every segment.
+"""
+from __future__ import annotations
+
+import warnings
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import xarray as xr
+
+from .errors import InputError
+from .geometry import CellGeometry
+
+SIGNALS = ("v", "imem", "lfp", "dipole", "eeg", "meg", "spikes")
+DEFAULT_DEVICES = {"lfp": "laminar-16", "eeg": "eeg-10-20", "meg": "meg-radial"}
+
+
+def _device(device: str):
+    import torch
+
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(device)
+    except RuntimeError as exc:
+        raise InputError(f"device={device!r} is not a torch device ({exc}).") from exc
+
+
+@lru_cache(maxsize=4)
+def _load_cached(path: str, device: str):
+    from .modelfolder import load_surrogate
+
+    return load_surrogate(path, device=device)
+
+
+def load_model(model: str | Path = "l5_ttpc1", device: str = "auto"):
+    """A shipped or trained surrogate (``LoadedSurrogate``), verified, cached per process."""
+    from .modelfolder import resolve_model_path
+
+    return _load_cached(str(resolve_model_path(model).resolve()), str(_device(device)))
+
+
+def _as_counts(inputs: Any, n_channels: int) -> tuple[np.ndarray, np.ndarray | None, float]:
+    """(cell, channel, time) float32 counts, time coordinate or None, bin width (ms)."""
+    time, bin_ms = None, 1.0
+    if isinstance(inputs, xr.DataArray):
+        bin_ms = float(inputs.attrs.get("bin_ms", 1.0))
+        dims = inputs.dims
+        if set(dims) not in ({"channel", "time"}, {"cell", "channel", "time"}):
+            raise InputError(f"inputs have dims {dims}; expected (channel, time) or "
+                             "(cell, channel, time).")
+        if "time" in inputs.coords:
+            time = np.asarray(inputs["time"].values)
+        order = (("cell",) if "cell" in dims else ()) + ("channel", "time")
+        inputs = inputs.transpose(*order).values
+    arr = np.asarray(inputs)
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+        raise InputError(f"inputs must be numeric spike counts, got dtype {arr.dtype}.")
+    if arr.ndim == 2:
+        arr = arr[None]
+    if arr.ndim != 3:
+        raise InputError(f"inputs must be (channel, time) or (cell, channel, time); got shape {arr.shape}.")
+    if arr.shape[1] != n_channels:
+        raise InputError(
+            f"inputs have {arr.shape[1]} channels but the model expects {n_channels} "
+            f"(one excitatory and one inhibitory slot per input segment of its cell). Draw "
+            "inputs for the model's cell, e.g. predict_lfp(rates={...}) or "
+            "poisson_inputs(load_model(...).geometry, ...)."
+        )
+    if arr.shape[2] == 0 or arr.shape[0] == 0:
+        raise InputError(f"inputs are empty (shape {arr.shape}).")
+    if not np.all(np.isfinite(arr)):
+        raise InputError("inputs hold non-finite values (NaN or inf); counts must be finite.")
+    if np.any(arr < 0):
+        raise InputError("inputs hold negative counts; spike counts must be >= 0.")
+    if np.issubdtype(arr.dtype, np.floating) and np.any(arr != np.round(arr)):
+        raise InputError("inputs hold non-integer counts; spike counts must be whole numbers.")
+    return arr.astype(np.float32, copy=False), time, bin_ms
+
+
+def inputs_from_rates(geometry: CellGeometry, rates: dict, seed: int = 0) -> xr.DataArray:
+    """Poisson inputs (cell, channel, time) from a rate specification.
+
+    rates: ``{"duration_ms": float, "n_cells": int (default 1), "rate_exc_hz": float,
+    "rate_inh_hz": float, "protocol": str (default "constant")}``; cell i uses seed + i.
+    """
+    from .inputs import poisson_inputs
+
+    if not isinstance(rates, dict):
+        raise InputError("rates must be a dict such as {'duration_ms': 1000, 'rate_exc_hz': 5}.")
+    allowed = {"duration_ms", "n_cells", "rate_exc_hz", "rate_inh_hz", "protocol", "bin_ms"}
+    unknown = set(rates) - allowed
+    if unknown:
+        raise InputError(f"unknown rate keys {sorted(unknown)}; allowed: {sorted(allowed)}.")
+    if "duration_ms" not in rates:
+        raise InputError("rates needs 'duration_ms' (ms of input to draw).")
+    n_cells = rates.get("n_cells", 1)
+    if not isinstance(n_cells, (int, np.integer)) or n_cells < 1:
+        raise InputError(f"rates['n_cells']={n_cells!r} must be a positive integer.")
+    kwargs = {k: rates[k] for k in ("rate_exc_hz", "rate_inh_hz", "bin_ms") if k in rates}
+    protocol = rates.get("protocol", "constant")
+    cells = [poisson_inputs(geometry, rates["duration_ms"], seed + i, protocol=protocol, **kwargs)
+             for i in range(int(n_cells))]
+    out = xr.concat(cells, dim="cell")
+    out.attrs = dict(cells[0].attrs, seed=seed, n_cells=int(n_cells))
+    return out
+
+
+def default_placement(n_cells: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """One cell: soma 50 µm lateral to the probe axis (x = 50). A population: somata
+    uniform in an annulus of 20–200 µm around the probe axis in the z = 0 plane, each
+    rotated by a random angle about its apical (z) axis. Seeded."""
+    if n_cells == 1:
+        return np.array([[50.0, 0.0, 0.0]]), np.zeros((1, 3))
+    rng = np.random.default_rng([seed, 7])
+    r = np.sqrt(rng.uniform(20.0**2, 200.0**2, n_cells))
+    phi = rng.uniform(0, 2 * np.pi, n_cells)
+    pos = np.stack([r * np.cos(phi), r * np.sin(phi), np.zeros(n_cells)], axis=1)
+    rot = np.zeros((n_cells, 3))
+    rot[:, 2] = rng.uniform(0, 2 * np.pi, n_cells)
+    return pos, rot
+
+
+def _probes_for(signals: Sequence[str], probe: Any, eeg: Any, meg: Any) -> dict:
+    probes = {}
+    if "lfp" in signals:
+        if probe is None:
+            probe = DEFAULT_DEVICES["lfp"]
+        probes["lfp"] = probe
+    if "eeg" in signals:
+        probes["eeg"] = eeg if eeg is not None else DEFAULT_DEVICES["eeg"]
+    if "meg" in signals:
+        probes["meg"] = meg if meg is not None else DEFAULT_DEVICES["meg"]
+    return probes
+
+
+def predict_lfp(
+    inputs: Any = None,
+    probe: Any = None,
+    model: str | Path = "l5_ttpc1",
+    positions: Any = None,
+    rotations: Any = None,
+    signals: Sequence[str] = ("lfp",),
+    device: str = "auto",
+    batch_size: int = 64,
+    *,
+    rates: dict | None = None,
+    seed: int = 0,
+    cell: Any = None,
+    eeg: Any = None,
+    meg: Any = None,
+    return_tensors: bool = False,
+    fold_readout: bool = True,
+) -> xr.Dataset | dict:
+    """Extracellular signals from synaptic input, through a surrogate (no NEURON).
+
+    inputs: spike counts (channel, time) for one cell or (cell, channel, time) for a
+        population (numpy, DataArray, or a torch tensor when ``return_tensors``); or None
+        with ``rates`` (see :func:`inputs_from_rates`).
+    probe: the LFP probe (name, YAML path, Probe or MEAutility MEA; default laminar-16).
+        ``eeg``/``meg``: sensor sets (default: the shipped 10-20 montage, radial MEG array).
+    model: a shipped model name or a model folder / training checkpoint.
+    positions, rotations: (3,) or (n_cells, 3), µm and rad (LFPy's set_rotation order);
+        default :func:`default_placement`.
+    signals: any of "v", "imem", "lfp", "dipole", "eeg", "meg", "spikes".
+    cell: optional Cell or CellGeometry the caller means; refused if the model was trained
+        for another cell (fingerprint).
+    return_tensors: return a dict of torch tensors that carry gradients with respect to
+        the inputs (pass a float tensor with requires_grad=True), e.g. to fit inputs to a
+        recorded LFP.
+
+    Returns an xarray.Dataset (dims as in ``ForwardModel``; ``v``/``imem`` (cell, segment,
+    time); ``spikes`` (cell, time) 0/1 predicted somatic spikes, and ``spike_probability``).
+    """
+    import torch
+
+    from .forward import forward_model
+
+    signals = tuple(signals)
+    unknown = [s for s in signals if s not in SIGNALS]
+    if unknown or not signals:
+        raise InputError(f"unknown signals {unknown}; choose from {SIGNALS}.")
+    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise InputError(f"batch_size={batch_size!r} must be a positive integer.")
+    loaded = load_model(model, device)
+    geometry = loaded.geometry
+    if cell is not None:
+        given = getattr(cell, "geometry", cell)
+        if not isinstance(given, CellGeometry):
+            raise InputError(f"cell must be a Cell or CellGeometry, got {type(cell).__name__}.")
+        if given.fingerprint != geometry.fingerprint:
+            raise InputError(
+                f"model {loaded.name!r} was trained for cell {geometry.name!r} (fingerprint "
+                f"{geometry.fingerprint}); the cell given is {given.name!r} (fingerprint "
+                f"{given.fingerprint}). Use a model of this cell or train one."
+            )
+    dev = next(loaded.model.parameters()).device
+    if inputs is None:
+        if rates is None:
+            raise InputError("give inputs (spike counts) or rates={...} to draw them.")
+        inputs = inputs_from_rates(geometry, rates, seed)
+    elif rates is not None:
+        raise InputError("give either inputs or rates, not both.")
+    if isinstance(inputs, torch.Tensor):
+        if not return_tensors:
+            inputs = inputs.detach().cpu().numpy()
+        else:
+            x_all = inputs if inputs.dim() == 3 else inputs[None]
+            if x_all.shape[1] != geometry.n_channels:
+                raise InputError(f"inputs have {x_all.shape[1]} channels; the model expects "
+                                 f"{geometry.n_channels}.")
+            if not torch.isfinite(x_all).all():
+                raise InputError("inputs hold non-finite values (NaN or inf).")
+            time, bin_ms = None, 1.0
+    if not isinstance(inputs, torch.Tensor):
+        counts, time, bin_ms = _as_counts(inputs, geometry.n_channels)
+        x_all = torch.from_numpy(counts)
+    n_cells, _, n_bins = x_all.shape
+    _warn_out_of_distribution(x_all, loaded)
+
+    if positions is None and rotations is None:
+        positions, rotations = default_placement(n_cells, seed)
+    positions = np.zeros((n_cells, 3)) if positions is None else np.asarray(positions, float)
+    rotations = np.zeros((n_cells, 3)) if rotations is None else np.asarray(rotations, float)
+    positions = positions.reshape(-1, 3) if positions.size == 3 * n_cells or positions.size == 3 else positions
+    rotations = rotations.reshape(-1, 3) if rotations.size == 3 * n_cells or rotations.size == 3 else rotations
+    for label, arr in (("positions", positions), ("rotations", rotations)):
+        if arr.shape not in ((1, 3), (n_cells, 3)):
+            raise InputError(f"{label} must be (3,) or ({n_cells}, 3); got shape {arr.shape}.")
+        if not np.all(np.isfinite(arr)):
+            raise InputError(f"{label} hold non-finite values.")
+    if n_cells > 1:
+        positions = np.broadcast_to(positions, (n_cells, 3)).copy()
+        rotations = np.broadcast_to(rotations, (n_cells, 3)).copy()
+
+    probes = _probes_for(signals, probe, eeg, meg)
+    fwd = forward_model(geometry, probes or None, signals=tuple(
+        s for s in signals if s in ("lfp", "dipole", "eeg", "meg")) or ("dipole",),
+        position=positions if n_cells > 1 else positions[0],
+        rotation=rotations if n_cells > 1 else rotations[0])
+    if any(p is not None and getattr(p, "n", 1) == 0 for p in fwd.probes.values()):
+        raise InputError("the probe has no electrodes.")
+    mats = {k: torch.tensor(np.array(a), dtype=torch.float32, device=dev)
+            for k, a in fwd.matrices(of="voltages").items()}
+    # K M annihilates constant voltages (M 1 = 0), so subtracting a reference potential
+    # first changes nothing but the float32 cancellation error around -65 mV
+    v_ref = float(loaded.model.v_mean.mean())
+    want_v = "v" in signals or "imem" in signals
+    fold = fold_readout and not want_v and hasattr(loaded.model, "readout_parts")
+
+    grad = torch.enable_grad() if return_tensors else torch.no_grad()
+    outs: dict[str, list] = {"lfp": [], "p_cell": [], "v": [], "logit": []}
+    with grad:
+        folded = _folded_matrices(loaded.model, mats, v_ref) if fold else None
+        for b in range(0, n_cells, batch_size):
+            x = x_all[b:b + batch_size].to(dev, torch.float32)
+            sl = slice(b, b + x.shape[0])
+            if fold:
+                parts = loaded.model.readout_parts(x)
+                lfp_b, p_b = _apply_folded(folded, parts, sl, "lfp" in mats)
+                logit = parts["spike_logit"]
+            else:
+                out = loaded.model(x)
+                v = out["v"]
+                logit = out["spike_logit"]
+                if not return_tensors and not torch.isfinite(v).all():
+                    raise FloatingPointError(
+                        f"the surrogate produced non-finite voltages for cells {b}..{b + x.shape[0] - 1}; "
+                        "the inputs are probably far outside its training range.")
+                dv = v - v_ref
+                p_b = torch.einsum("cas,cst->cat", mats["dipole"][sl], dv)
+                lfp_b = torch.einsum("ces,cst->et", mats["lfp"][sl], dv) if "lfp" in mats else None
+                if want_v:
+                    outs["v"].append(v if return_tensors else v.detach().cpu())
+            if lfp_b is not None:
+                outs["lfp"].append(lfp_b)
+            outs["p_cell"].append(p_b)
+            outs["logit"].append(logit)
+        p_cell = torch.cat(outs["p_cell"])
+        result: dict[str, Any] = {}
+        if "lfp" in mats:
+            result["lfp"] = torch.stack(outs["lfp"]).sum(0)
+        p = p_cell.sum(0)
+        src = p[None] if fwd.eeg_dipoles == "summed" else p_cell
+        if "eeg" in mats:
+            result["eeg"] = torch.einsum("cea,cat->et", mats["eeg"], src)
+        if "meg" in mats:
+            result["meg"] = torch.einsum("cnij,cjt->nit", mats["meg"], src)
+        result["dipole"] = p
+        logit = torch.cat(outs["logit"])
+        if want_v:
+            result["v"] = torch.cat(outs["v"])
+    for key, val in result.items():
+        if not torch.isfinite(val).all():
+            raise FloatingPointError(f"the surrogate's {key} is not finite; the inputs are "
+                                     "probably far outside its training range.")
+    if return_tensors:
+        result["cell_dipole"] = p_cell
+        result["spike_logit"] = logit
+        if "imem" in signals:
+            m = torch.as_tensor(geometry.vmem_to_imem.toarray(), dtype=result["v"].dtype,
+                                device=result["v"].device)
+            result["imem"] = torch.einsum("ks,cst->ckt", m, result["v"])
+        return result
+    return _to_dataset(fwd, result, p_cell, logit, signals, geometry, loaded, n_bins, time, bin_ms)
+
+
+def _folded_matrices(model, mats: dict, v_ref: float) -> dict:
+    """Forward matrices composed with the low-rank readout v = v_mean + D (U z + scatter(local)):
+    per cell, K D U (rank columns), K D[:, input segments] and K (v_mean - v_ref)."""
+    import torch
+
+    d = model.v_std
+    out = {}
+    for key in ("lfp", "dipole"):
+        if key not in mats:
+            continue
+        kd = mats[key] * d[None, None, :]                       # (C, rows, S)
+        out[key] = {
+            "basis": torch.einsum("crs,sk->crk", kd, model.basis),          # (C, rows, rank)
+            "local": kd[:, :, model.input_segments] if model.local is not None else None,
+            "offset": torch.einsum("crs,s->cr", mats[key], model.v_mean - v_ref),  # (C, rows)
+        }
+    return out
+
+
+def _apply_folded(folded: dict, parts: dict, sl: slice, has_lfp: bool):
+    import torch
+
+    def signal(key):
+        f = folded[key]
+        y = torch.einsum("crk,ckt->crt", f["basis"][sl], parts["z"]) + f["offset"][sl][..., None]
+        if f["local"] is not None:
+            y = y + torch.einsum("crn,cnt->crt", f["local"][sl], parts["local"])
+        return y
+
+    p_b = signal("dipole")
+    lfp_b = signal("lfp").sum(0) if has_lfp else None
+    return lfp_b, p_b
+
+
+def _warn_out_of_distribution(x, loaded) -> None:
+    """Warn when the input rate is far outside what the model saw in training."""
+    rate = float(x.detach().float().mean()) * 1000.0  # spikes per channel per second (1 ms bins)
+    seen = loaded.sidecar.get("input_rate_hz")
+    if seen:
+        lo, hi = float(seen[0]), float(seen[1])
+        if rate > 3 * hi or rate < lo / 3:
+            warnings.warn(
+                f"mean input rate {rate:.2f} Hz per channel is outside the training range "
+                f"{lo:.2f}-{hi:.2f} Hz of model {loaded.name!r}; predictions may be unreliable.",
+                stacklevel=3)
+
+
+def _to_dataset(fwd, result, p_cell, logit, signals, geometry, loaded, n_bins, time, bin_ms):
+    import torch
+
+    if time is None:
+        time = np.arange(n_bins) * bin_ms
+    data = {k: result[k].detach().cpu().double().numpy() for k in ("lfp", "eeg", "meg", "dipole")
+            if k in result and k in signals}
+    ds = fwd._dataset(data, p_cell.detach().cpu().double().numpy() if p_cell.shape[0] > 1 else None,
+                      time, "v")
+    if "v" in signals or "imem" in signals:
+        v = result["v"].detach().cpu().numpy()
+        if "v" in signals:
+            ds["v"] = (("cell", "segment", "time"), v, {"units": "mV", "long_name": "predicted membrane potential"})
+        if "imem" in signals:
+            m = geometry.vmem_to_imem
+            imem = np.stack([(m @ vc.astype(np.float64)) for vc in v])
+            ds["imem"] = (("cell", "segment", "time"), imem, {"units": "nA", "long_name": "predicted transmembrane current"})
+        ds = ds.assign_coords(segment=np.arange(geometry.n_segments), region=("segment", geometry.region))
+    if "spikes" in signals:
+        prob = torch.sigmoid(logit).detach().cpu().numpy()
+        above = prob >= 0.5
+        onset = above & ~np.concatenate([np.zeros((above.shape[0], 1), bool), above[:, :-1]], axis=1)
+        ds["spikes"] = (("cell", "time"), onset.astype(np.int8), {"units": "spikes per bin", "long_name": "predicted somatic spikes (onsets of p >= 0.5)"})
+        ds["spike_probability"] = (("cell", "time"), prob, {"units": "1"})
+    ds.attrs.update(source="surrogate", model=loaded.name, model_fingerprint=loaded.fingerprint,
+                    architecture=str(loaded.sidecar.get("architecture")), bin_ms=bin_ms,
+                    cell_licence=str(geometry.meta.get("licence", "")))
+    return ds

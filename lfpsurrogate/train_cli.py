@@ -1,0 +1,67 @@
+"""`lfpsurrogate train --config FILE.yaml --out DIR`: train a surrogate on dataset stores."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+
+def run_training(config_path: str | Path, out_dir: str | Path, *, resume: bool = False,
+                 device: str | None = None, progress: bool = True) -> dict:
+    """Build the window datasets the config names, train, and return a summary dict.
+
+    The cell geometry and the data fingerprint come from the first training store; every
+    other store must hold the same cell (fingerprint check, by name).
+    """
+    from .data import WindowDataset, data_fingerprint, store_geometry
+    from .nn import load_config, train
+
+    cfg = load_config(config_path)
+    if not cfg.data.train:
+        from .nn import ConfigError
+
+        raise ConfigError(f"{config_path}: data.train lists no dataset store.")
+    stores = [Path(s) for s in cfg.data.train]
+    geometry = store_geometry(stores[0])
+    n_windows = cfg.data.n_windows or None
+    train_ds = WindowDataset(stores, split="train", window_ms=cfg.data.window_ms,
+                             n_windows=n_windows, seed=cfg.train.seed,
+                             expected_fingerprint=geometry)
+    val_stores = [Path(s) for s in (cfg.data.val or cfg.data.train)]
+    val_ds = WindowDataset(val_stores, split="val", window_ms=cfg.data.window_ms,
+                           n_windows=max(8, (n_windows or 64) // 8), seed=cfg.train.seed + 1,
+                           expected_fingerprint=geometry)
+    lfp_matrix = None
+    if cfg.loss.lfp > 0:
+        from .forward import forward_model
+
+        lfp_matrix = forward_model(geometry, "laminar-16", position=(50.0, 0.0, 0.0)).matrices()["lfp"]
+    fingerprint = "+".join(data_fingerprint(s) for s in stores)
+    t0 = time.perf_counter()
+    result = train(cfg, train_ds, val_ds, out_dir, geometry, resume=resume,
+                   data_fingerprint=fingerprint, lfp_matrix=lfp_matrix, progress=progress,
+                   device=device)
+    wall = time.perf_counter() - t0
+    return {
+        "out_dir": str(out_dir),
+        "architecture": cfg.model.architecture,
+        "n_parameters": int(result.model.n_parameters()),
+        "epochs_run": len(result.history),
+        "stopped_early": bool(result.stopped_early),
+        "train_wall_s": round(wall, 1),
+        "best_checkpoint": str(result.best_path),
+        "best_metrics": result.best_metrics,
+        "cell_fingerprint": geometry.fingerprint,
+        "data_fingerprint": fingerprint,
+    }
+
+
+def register(sub, common) -> None:
+    p = sub.add_parser("train", help="train a surrogate from a YAML config")
+    p.add_argument("--config", required=True, help="training config (YAML), see docs/surrogates.md")
+    p.add_argument("--out", required=True, help="output folder for best/last checkpoints")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: auto)")
+    common(p)
+    p.set_defaults(func=lambda a: run_training(a.config, a.out, resume=a.resume,
+                                               device=a.device, progress=not a.json))

@@ -1,0 +1,183 @@
+"""predict_lfp and model folders: correctness against the forward models, folding,
+populations, gradients, refusals, and running without NEURON."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+
+import lfpsurrogate as lfps
+from lfpsurrogate.errors import InputError, ModelFolderError
+from lfpsurrogate.forward import forward_model
+from lfpsurrogate.modelfolder import export_model_folder, load_surrogate, write_manifest
+from lfpsurrogate.nn import build_model, fit_normalisation, save_checkpoint
+from lfpsurrogate.predict import predict_lfp
+
+
+@pytest.fixture(scope="module")
+def model_dir(pyramid, tmp_path_factory):
+    """A small (untrained but normalised) low-rank surrogate of pyramid_hh as a model folder."""
+    g = pyramid.geometry
+    torch.manual_seed(0)
+    model = build_model({"architecture": "ours", "hidden": 8, "layers": 2, "rank": 6,
+                         "first_kernel": 5, "local_features": 2}, g.n_channels, g.n_segments, g)
+    x = torch.from_numpy(lfps.poisson_inputs(g, 300, seed=0).values[None].astype(np.float32))
+    v = torch.randn(1, g.n_segments, 300) * 3 - 65
+    fit_normalisation(model, x, v)
+    with torch.no_grad():  # give the local pathway non-zero gains so folding is exercised
+        model.local_gain.normal_(0, 0.3)
+    root = tmp_path_factory.mktemp("model")
+    save_checkpoint(root / "ckpt" / "best", model, config={}, cell_fingerprint=g.fingerprint)
+    return export_model_folder(root / "ckpt" / "best", g, root / "tiny_pyramid",
+                               metrics={"note": "untrained"}, card="# tiny test model\n",
+                               sidecar_extra={"input_rate_hz": [0.5, 20.0]})
+
+
+def test_voltages_and_signals_agree_with_forward_model(model_dir):
+    ds = predict_lfp(rates={"duration_ms": 200}, model=model_dir,
+                     signals=("v", "lfp", "dipole", "eeg", "meg"))
+    loaded = load_surrogate(model_dir)
+    fwd = forward_model(loaded.geometry, {"lfp": "laminar-16", "eeg": "eeg-10-20", "meg": "meg-radial"},
+                        position=(50, 0, 0))
+    ref = fwd.from_voltages(ds["v"].isel(cell=0).values.astype(np.float64))
+    for key in ("lfp", "dipole", "eeg", "meg"):
+        err = np.abs(ds[key].values - ref[key].values).max() / np.abs(ref[key].values).max()
+        assert err < 1e-4, key
+    assert ds["lfp"].attrs["units"] == "mV" and ds.attrs["source"] == "surrogate"
+
+
+def test_folded_readout_equals_voltage_path(model_dir):
+    args = dict(rates={"duration_ms": 200, "n_cells": 3}, model=model_dir,
+                signals=("lfp", "dipole", "eeg", "meg"), seed=4)
+    folded = predict_lfp(**args)
+    plain = predict_lfp(**args, fold_readout=False)
+    for key in ("lfp", "dipole", "eeg", "meg"):
+        scale = np.abs(plain[key].values).max()
+        assert np.abs(folded[key].values - plain[key].values).max() < 1e-4 * scale, key
+
+
+def test_population_is_the_sum_of_its_cells(model_dir):
+    g = load_surrogate(model_dir).geometry
+    x = np.stack([lfps.poisson_inputs(g, 150, seed=s).values for s in (1, 2)])
+    pos = np.array([[60.0, 0, 0], [-80.0, 30.0, 0]])
+    rot = np.array([[0, 0, 0.3], [0, 0, 2.0]])
+    both = predict_lfp(x, model=model_dir, positions=pos, rotations=rot, signals=("lfp", "dipole"),
+                       batch_size=1)
+    one = [predict_lfp(x[i], model=model_dir, positions=pos[i], rotations=rot[i],
+                       signals=("lfp", "dipole")) for i in range(2)]
+    for key in ("lfp", "dipole"):
+        total = one[0][key].values + one[1][key].values
+        assert np.allclose(both[key].values, total, rtol=1e-4, atol=1e-6 * np.abs(total).max())
+
+
+def test_same_seed_same_output_and_spikes(model_dir):
+    a = predict_lfp(rates={"duration_ms": 100, "n_cells": 2}, model=model_dir, seed=3,
+                    signals=("lfp", "spikes"))
+    b = predict_lfp(rates={"duration_ms": 100, "n_cells": 2}, model=model_dir, seed=3,
+                    signals=("lfp", "spikes"))
+    assert np.array_equal(a["lfp"].values, b["lfp"].values)
+    assert a["spikes"].dims == ("cell", "time") and set(np.unique(a["spikes"])) <= {0, 1}
+
+
+def test_gradients_flow_to_inputs(model_dir):
+    g = load_surrogate(model_dir).geometry
+    x = torch.tensor(lfps.poisson_inputs(g, 120, seed=0).values, dtype=torch.float32,
+                     requires_grad=True)
+    out = predict_lfp(x, model=model_dir, signals=("lfp", "eeg"), return_tensors=True)
+    (out["lfp"].pow(2).sum() + out["eeg"].pow(2).sum()).backward()
+    assert x.grad is not None and float(x.grad.abs().sum()) > 0
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(inputs=np.zeros((5, 50))), "channels"),
+        (dict(inputs="channels"), "numeric"),
+        (dict(rates={"duration_ms": 50}, signals=("lfp", "ecog")), "unknown signals"),
+        (dict(rates={"duration_ms": 50, "bogus": 1}), "unknown rate keys"),
+        (dict(rates={"duration_ms": 50, "n_cells": 2}, positions=np.zeros((3, 3))), "positions"),
+        (dict(rates={"duration_ms": 50}, positions=[np.nan, 0, 0]), "non-finite"),
+        (dict(), "give inputs"),
+    ],
+)
+def test_bad_requests_are_refused(model_dir, kwargs, message):
+    with pytest.raises(InputError, match=message):
+        predict_lfp(model=model_dir, **kwargs)
+
+
+def test_bad_counts_are_refused(model_dir):
+    n = load_surrogate(model_dir).geometry.n_channels
+    for bad, message in ((np.full((n, 20), np.nan), "non-finite"), (np.full((n, 20), -1), "negative"),
+                         (np.full((n, 20), 0.5), "non-integer")):
+        with pytest.raises(InputError, match=message):
+            predict_lfp(bad, model=model_dir)
+
+
+def test_model_of_another_cell_is_refused(model_dir, l5):
+    with pytest.raises(InputError, match="trained for cell 'pyramid_hh'"):
+        predict_lfp(rates={"duration_ms": 20}, model=model_dir, cell=l5)
+    with pytest.raises(ModelFolderError, match="trained for cell"):
+        load_surrogate(model_dir, geometry=l5.geometry)
+
+
+def test_out_of_distribution_rate_warns(model_dir):
+    with pytest.warns(UserWarning, match="outside the training range"):
+        predict_lfp(rates={"duration_ms": 50, "rate_exc_hz": 300, "rate_inh_hz": 300}, model=model_dir)
+
+
+@pytest.mark.parametrize("damage", ["missing", "altered", "truncated", "no_manifest", "bad_manifest"])
+def test_damaged_model_folder_is_refused(model_dir, tmp_path, damage):
+    import shutil
+
+    folder = tmp_path / "copy"
+    shutil.copytree(model_dir, folder)
+    if damage == "missing":
+        (folder / "geometry.npz").unlink()
+    elif damage == "altered":
+        data = bytearray((folder / "model.safetensors").read_bytes())
+        data[-1] ^= 0xFF
+        (folder / "model.safetensors").write_bytes(bytes(data))
+    elif damage == "truncated":
+        path = folder / "model.json"
+        path.write_bytes(path.read_bytes()[:50])
+    elif damage == "no_manifest":
+        (folder / "MANIFEST.json").unlink()
+    else:
+        (folder / "MANIFEST.json").write_text("{not json")
+    with pytest.raises(ModelFolderError):
+        load_surrogate(folder)
+
+
+def test_manifest_cannot_point_outside_the_folder(model_dir, tmp_path):
+    import shutil
+
+    folder = tmp_path / "copy"
+    shutil.copytree(model_dir, folder)
+    manifest = json.loads((folder / "MANIFEST.json").read_text())
+    manifest["files"]["../evil"] = {"sha256": "0", "bytes": 1}
+    (folder / "MANIFEST.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelFolderError, match="plain file names"):
+        load_surrogate(folder)
+    write_manifest(folder)  # a rewritten manifest is consistent again
+    load_surrogate(folder)
+
+
+def test_predict_runs_where_neuron_cannot_be_imported(model_dir):
+    code = textwrap.dedent(f"""
+        import sys
+        sys.modules["neuron"] = None
+        sys.modules["LFPy"] = None
+        import numpy as np, lfpsurrogate as lfps
+        ds = lfps.predict_lfp(rates={{"duration_ms": 100, "n_cells": 2}}, model={str(model_dir)!r},
+                              signals=("lfp", "eeg", "meg", "dipole"))
+        assert np.isfinite(ds["lfp"].values).all()
+        print("ok", ds["lfp"].shape)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "ok (16, 100)" in out.stdout
