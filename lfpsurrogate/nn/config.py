@@ -38,6 +38,8 @@ class ModelConfig:
     hidden: int = _f(64, lo=1, doc="channels of the TCN trunk")
     layers: int = _f(6, lo=1, doc="causal conv layers in a TCN (first layer included)")
     first_kernel: int = _f(25, lo=1, doc="kernel of the first conv layer, bins")
+    input_proj: int = _f(0, lo=0, doc="1x1 projection of the input channels before the "
+                         "first conv (0: none); factorises the widest layer")
     kernel_size: int = _f(3, lo=1, doc="kernel of the dilated layers, bins")
     dilation_base: int = _f(2, lo=1, doc="layer i>0 has dilation base**(i-1)")
     dropout: float = _f(0.0, lo=0.0, hi=0.9)

@@ -35,10 +35,13 @@ class TCN(nn.Module):
 
     def __init__(self, c_in: int, hidden: int, layers: int, first_kernel: int,
                  kernel_size: int, dilation_base: int, dropout: float = 0.0,
-                 groups: int = 1) -> None:
+                 groups: int = 1, in_proj: int = 0) -> None:
         super().__init__()
         width = hidden * groups
-        self.first = CausalConv1d(c_in, width, first_kernel)
+        # in_proj > 0: a pointwise (1x1) projection of the many input channels first, so the
+        # wide temporal kernel acts on in_proj channels instead of all of them (factorised)
+        self.proj = nn.Conv1d(c_in, in_proj, 1) if in_proj > 0 else None
+        self.first = CausalConv1d(in_proj if in_proj > 0 else c_in, width, first_kernel)
         self.blocks = nn.ModuleList(
             CausalConv1d(width, width, kernel_size, dilation_base ** i, groups=groups)
             for i in range(layers - 1)
@@ -49,6 +52,8 @@ class TCN(nn.Module):
             (kernel_size - 1) * dilation_base ** i for i in range(layers - 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.proj is not None:
+            x = self.proj(x)
         h = F.gelu(self.first(x))
         for conv in self.blocks:
             h = h + self.dropout(F.gelu(conv(h)))

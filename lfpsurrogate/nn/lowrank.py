@@ -54,7 +54,7 @@ class LowRankSurrogate(Surrogate):
         super().__init__(n_channels, n_segments, cfg)
         self.rank = min(cfg.rank, n_segments)
         self.trunk = TCN(n_channels, cfg.hidden, cfg.layers, cfg.first_kernel, cfg.kernel_size,
-                         cfg.dilation_base, cfg.dropout)
+                         cfg.dilation_base, cfg.dropout, in_proj=cfg.input_proj)
         self.latent = CausalConv1d(cfg.hidden, self.rank, 1)
         self.spike_head = CausalConv1d(cfg.hidden, 1, 1)
         n_in = n_channels // 2

@@ -25,7 +25,7 @@ class MMoESurrogate(Surrogate):
         super().__init__(n_channels, n_segments, cfg)
         e, n_tasks = cfg.n_experts, n_segments + 1
         self.experts = TCN(n_channels, cfg.expert_hidden, cfg.layers, cfg.first_kernel,
-                           cfg.kernel_size, cfg.dilation_base, cfg.dropout, groups=e)
+                           cfg.kernel_size, cfg.dilation_base, cfg.dropout, groups=e, in_proj=cfg.input_proj)
         self.gate_features = CausalConv1d(n_channels, cfg.gate_hidden, cfg.first_kernel)
         self.gate_w = nn.Parameter(torch.randn(n_tasks, cfg.gate_hidden, e) * 0.01)
         self.gate_b = nn.Parameter(torch.zeros(n_tasks, e))

@@ -18,7 +18,7 @@ class TCNSurrogate(Surrogate):
     def __init__(self, n_channels: int, n_segments: int, cfg: ModelConfig, geometry=None) -> None:
         super().__init__(n_channels, n_segments, cfg)
         self.trunk = TCN(n_channels, cfg.hidden, cfg.layers, cfg.first_kernel, cfg.kernel_size,
-                         cfg.dilation_base, cfg.dropout)
+                         cfg.dilation_base, cfg.dropout, in_proj=cfg.input_proj)
         self.readout = CausalConv1d(cfg.hidden, n_segments + 1, 1)
 
     @property

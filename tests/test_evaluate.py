@@ -1,0 +1,317 @@
+"""lfpsurrogate.evaluate: metrics, free-running evaluation of a model on a store, figures,
+the `evaluate` command and its refusals. Uses a tiny pyramid_hh store (5 samples x 300 ms)."""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from lfpsurrogate.errors import LfpsurrogateError
+from lfpsurrogate.evaluate import (
+    Evaluator, EvaluationError, evaluate, evaluate_model, match_spikes, pearson_r,
+    relative_rmse, roc_auc, segment_regions, signal_matrices, soma_rmse_clipped, spike_counts,
+    spike_f1, spike_onsets,
+)
+
+torch.set_num_threads(1)
+
+REQUIRED = (
+    "soma_rmse_mv", "spike_auc", "spike_f1", "v_rmse_mv_median", "v_explained_variance_median",
+    "v_explained_variance_by_region", "imem_r_median", "dipole_r", "dipole_r_by_axis",
+    "lfp_r_median", "eeg_r_median", "meg_r_median", "v_rel_rmse", "imem_rel_rmse",
+    "dipole_rel_rmse", "lfp_rel_rmse", "eeg_rel_rmse", "meg_rel_rmse", "n_samples",
+    "evaluated_ms", "burn_in_ms", "split", "data_fingerprint", "cell_fingerprint",
+    "model_fingerprint", "architecture", "n_parameters", "surrogate_wall_s",
+)
+TINY = {"architecture": "tcn", "hidden": 8, "layers": 2, "first_kernel": 5, "kernel_size": 3}
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    from lfpsurrogate.data import GenerationParams
+    from lfpsurrogate.data.generate import generate_dataset
+
+    out = tmp_path_factory.mktemp("evaluate") / "s.zarr"
+    params = GenerationParams(cell="pyramid_hh", n_samples=4, duration_ms=300.0, seed=5,
+                              n_shift=1, rate_exc_hz=10.0,
+                              splits=(("train", 0.5), ("val", 0.25), ("test", 0.25)))
+    generate_dataset(out, params, workers=1, progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def geom(store):
+    from lfpsurrogate.data import store_geometry
+
+    return store_geometry(store)
+
+
+@pytest.fixture(scope="module")
+def signals(geom):
+    return signal_matrices(geom)
+
+
+def load_samples(store, split):
+    import zarr
+
+    from lfpsurrogate.data import split_samples
+
+    g = zarr.open_group(str(store), mode="r")
+    out = []
+    for i in split_samples(store, split):
+        s = np.asarray(g["spikes"][i]).astype(int)
+        out.append((np.asarray(g["inputs"][i]), np.asarray(g["v"][i], dtype=np.float64),
+                    np.repeat(np.flatnonzero(s), s[s > 0])))
+    return out
+
+
+def logits_from(spike_bins, n_time):
+    logit = np.full(n_time, -8.0)
+    logit[spike_bins] = 8.0
+    return logit
+
+
+class Oracle(torch.nn.Module):
+    """Returns the stored voltages of whichever stored sample it is given (looked up by its
+    input counts) and a spike logit built from the true spikes."""
+
+    def __init__(self, samples, n_channels, n_segments, receptive_field=7):
+        super().__init__()
+        self.table = {x.astype(np.float32).tobytes(): (v, b) for x, v, b in samples}
+        self.n_channels, self.n_segments, self.receptive_field = n_channels, n_segments, receptive_field
+
+    def forward(self, x):
+        vs, ls = [], []
+        for row in x.numpy():
+            v, bins = self.table[row.tobytes()]
+            vs.append(v)
+            ls.append(logits_from(bins, v.shape[1]))
+        return {"v": torch.tensor(np.stack(vs), dtype=torch.float32),
+                "spike_logit": torch.tensor(np.stack(ls), dtype=torch.float32)}
+
+
+def saved_model(tmp_path, geom, fingerprint=None):
+    from lfpsurrogate.nn import build_model, save_checkpoint
+
+    model = build_model(TINY, geom.n_channels, geom.n_segments, geom)
+    save_checkpoint(tmp_path / "ck" / "best", model,
+                    cell_fingerprint=fingerprint or geom.fingerprint)
+    return tmp_path / "ck" / "best"
+
+
+# ---- plain metrics --------------------------------------------------------------------
+def test_soma_rmse_clips_both_at_minus_55():
+    truth = np.array([-70.0, -50.0, 0.0, 20.0])
+    pred = np.array([-69.0, -40.0, -56.0, 30.0])
+    # clipped: truth -70 -55 -55 -55, pred -69 -55 -56 -55 -> errors 1 0 1 0
+    assert soma_rmse_clipped(pred, truth) == pytest.approx(math.sqrt(2 / 4))
+    assert soma_rmse_clipped(truth + 100, truth) == pytest.approx(
+        math.sqrt(np.mean((np.minimum(truth + 100, -55) - np.minimum(truth, -55)) ** 2)))
+
+
+def test_auc_matches_hand_computation_and_pairwise_count():
+    assert roc_auc([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1]) == pytest.approx(0.75)  # 3 of 4 pairs
+    assert roc_auc([1.0, 1.0, 0.0], [1, 0, 0]) == pytest.approx(0.75)  # a tie counts one half
+    assert roc_auc([0.3, 0.2], [1, 0]) == 1.0 and roc_auc([0.3, 0.2], [0, 1]) == 0.0
+    assert math.isnan(roc_auc([1, 2, 3], [0, 0, 0]))
+    rng = np.random.default_rng(0)
+    s = np.round(rng.normal(size=300), 1)  # many ties
+    y = rng.random(300) < 0.2
+    diff = s[y][:, None] - s[~y][None, :]
+    brute = ((diff > 0).sum() + 0.5 * (diff == 0).sum()) / diff.size
+    assert roc_auc(s, y) == pytest.approx(brute, abs=1e-12)
+
+
+def test_spike_onsets_are_upward_crossings():
+    logit = np.array([-1, 1, 2, -1, 0, 0, -3, 5, -1], dtype=float)  # p >= 0.5 at logit >= 0
+    assert spike_onsets(logit).tolist() == [1, 4, 7]
+    assert spike_onsets(logit, start=2).tolist() == [4, 7]
+
+
+@pytest.mark.parametrize("offset, hit", [(0, True), (2, True), (-2, True), (3, False), (-3, False)])
+def test_spike_f1_tolerance_is_two_ms(offset, hit):
+    n, true_bin = 400, 200
+    logit = logits_from([true_bin + offset], n)
+    tp, fp, fn = spike_counts(logit, [true_bin], burn_in=50, tolerance_bins=2)
+    assert (tp, fp, fn) == ((1, 0, 0) if hit else (0, 1, 1))
+    assert spike_f1(tp, fp, fn) == (1.0 if hit else 0.0)
+
+
+def test_spike_matching_is_one_to_one():
+    assert len(match_spikes([99, 101], [100], 2)) == 1  # two predictions, one true spike
+    assert len(match_spikes([100], [99, 101], 2)) == 1
+    assert len(match_spikes([98, 103], [100, 101], 2)) == 2  # greedy must not waste 98
+    logit = logits_from([99, 101], 300)  # two onsets (99, 101): one TP, one FP
+    assert spike_counts(logit, [100], burn_in=50, tolerance_bins=2) == (1, 1, 0)
+    # a prediction matched to a spike inside the burn-in counts neither way
+    assert spike_counts(logits_from([51], 300), [49], burn_in=50, tolerance_bins=2) == (0, 0, 0)
+    assert math.isnan(spike_f1(0, 0, 0))
+
+
+def test_regions_and_tuft_rule(stick):
+    regions = segment_regions(stick)
+    assert set(regions) == {"soma", "apical_trunk_oblique", "tuft"}  # absent ones omitted
+    z = stick.midpoints[:, 2]
+    assert np.all(z[regions["tuft"]] > 0.6 * z.max())
+    assert np.all(z[regions["apical_trunk_oblique"]] <= 0.6 * z.max())
+    assert len(regions["tuft"]) + len(regions["apical_trunk_oblique"]) == 10
+
+
+def test_streaming_statistics_equal_pooled_numpy(stick):
+    rng = np.random.default_rng(1)
+    s = stick.n_segments
+    a = [-65 + rng.normal(size=(s, 120)).cumsum(1) * 0.3 for _ in range(2)]
+    b = [x + rng.normal(scale=0.5, size=x.shape) for x in a]
+    ev = Evaluator(stick, burn_in=20)
+    for x, y in zip(a, b):
+        ev.add(y, x)
+    res = ev.result()
+    xa = np.concatenate([x[:, 20:] for x in a], 1)
+    ya = np.concatenate([y[:, 20:] for y in b], 1)
+    assert res["v_rel_rmse"] == pytest.approx(relative_rmse(ya, xa), rel=1e-9)
+    assert ev.v.r() == pytest.approx(pearson_r(xa, ya), rel=1e-9)
+    ev_direct = 1 - (ya - xa).var(1) / xa.var(1)
+    assert res["v_explained_variance_median"] == pytest.approx(np.median(ev_direct), rel=1e-9)
+    m = stick.vmem_to_imem
+    assert res["imem_rel_rmse"] == pytest.approx(relative_rmse(m @ ya, m @ xa), rel=1e-9)
+    assert res["evaluated_ms"] == 200 and res["n_samples"] == 2
+
+
+def test_radial_stick_has_no_meg_and_no_tangential_dipole(stick):
+    """Every point of the stick is on the z axis; placed under the vertex its dipole is
+    exactly radial, so the MEG of a spherical conductor is zero on every channel: those
+    channels are excluded from the r median (no channel left: null), not counted as r = 0."""
+    sig = signal_matrices(stick, position=(0.0, 0.0, 0.0))
+    assert np.abs(sig.matrix[sig.slices["meg"]]).max() == 0
+    rng = np.random.default_rng(2)
+    v = -65 + rng.normal(size=(stick.n_segments, 200)).cumsum(1) * 0.2
+    ev = Evaluator(stick, burn_in=50, signals=sig)
+    ev.add(v + rng.normal(scale=0.1, size=v.shape), v)
+    res = ev.result()
+    assert res["meg_channels_used"] == 0 and math.isnan(res["meg_r_median"])
+    assert math.isnan(res["dipole_r_by_axis"]["x"]) and res["dipole_r"] == pytest.approx(
+        res["dipole_r_by_axis"]["z"])
+    assert res["eeg_channels_used"] == 19
+
+
+# ---- on a real store ------------------------------------------------------------------
+def test_oracle_is_perfect(store, geom, signals):
+    samples = load_samples(store, "test") + load_samples(store, "shift")
+    ev = Evaluator(geom, burn_in=50, signals=signals)
+    for _, v, bins in samples:
+        ev.add(v, v, logits_from(bins, v.shape[1]), bins)
+    res = ev.result()
+    assert res["n_true_spikes"] > 0
+    for key in ("imem_r_median", "dipole_r", "lfp_r_median", "eeg_r_median", "meg_r_median",
+                "v_explained_variance_median", "spike_f1", "spike_auc"):
+        assert res[key] == pytest.approx(1.0, abs=1e-9), key
+    for key in ("soma_rmse_mv", "v_rmse_mv_median", "v_rel_rmse", "imem_rel_rmse",
+                "dipole_rel_rmse", "lfp_rel_rmse", "eeg_rel_rmse", "meg_rel_rmse"):
+        assert res[key] == pytest.approx(0.0, abs=1e-9), key
+    assert set(res["v_explained_variance_by_region"]) == {"soma", "basal", "apical_trunk_oblique", "tuft"}
+
+
+def test_oracle_model_through_evaluate_model(store, geom, tmp_path):
+    samples = load_samples(store, "test")
+    oracle = Oracle(samples, geom.n_channels, geom.n_segments)
+    res = evaluate_model(oracle, geom, store, "test", out_dir=tmp_path / "figs")
+    assert res["n_samples"] == 1 and res["burn_in_ms"] == 50.0 and res["evaluated_ms"] == 250.0
+    assert res["lfp_r_median"] == pytest.approx(1.0, abs=1e-6)
+    assert res["soma_rmse_mv"] < 1e-4 and res["spike_f1"] == 1.0
+    for name in ("voltage_rmse_by_region.png", "example_traces.png"):
+        assert (tmp_path / "figs" / name).stat().st_size > 10_000
+    json.dumps(res, allow_nan=False)
+
+
+def test_noise_lowers_lfp_r_and_gives_one_mv_soma_rmse(store, geom, signals):
+    rng = np.random.default_rng(0)
+    samples = load_samples(store, "train") + load_samples(store, "test")
+    ev = Evaluator(geom, burn_in=50, signals=signals)
+    soma, pred_all, true_all = geom.soma_index, [], []
+    for _, v, bins in samples:
+        noisy = v + rng.normal(scale=1.0, size=v.shape)
+        ev.add(noisy, v, logits_from(bins, v.shape[1]), bins)
+        pred_all.append(noisy[soma, 50:])
+        true_all.append(v[soma, 50:])
+    res = ev.result()
+    assert 0.5 < res["lfp_r_median"] < 0.95 and res["imem_r_median"] < 0.5  # M amplifies noise
+    assert res["v_rmse_mv_median"] == pytest.approx(1.0, abs=0.1)
+    expected = soma_rmse_clipped(np.concatenate(pred_all), np.concatenate(true_all))
+    assert res["soma_rmse_mv"] == pytest.approx(expected, rel=1e-12)
+    assert res["soma_rmse_mv"] < 1.0  # clipping removes the error while v > -55 mV
+    assert res["soma_rmse_mv"] == pytest.approx(1.0, abs=0.15)
+
+
+def test_burn_in_follows_the_receptive_field(store, geom):
+    samples = load_samples(store, "test")
+    res = evaluate_model(Oracle(samples, geom.n_channels, geom.n_segments, receptive_field=87),
+                         geom, store, "test")
+    assert res["burn_in_ms"] == 87.0 and res["evaluated_ms"] == 300.0 - 87.0
+
+
+def test_cli_command_on_a_checkpoint_and_a_model_folder(store, geom, tmp_path):
+    from lfpsurrogate.evaluate_cli import register
+    from lfpsurrogate.modelfolder import export_model_folder
+
+    ck = saved_model(tmp_path, geom)
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="command", required=True)
+    register(sub, lambda p: p.add_argument("--json", action="store_true"))
+    args = parser.parse_args(["evaluate", "--model", str(ck), "--data", str(store),
+                              "--split", "shift", "--n-samples", "1",
+                              "--out-dir", str(tmp_path / "figs"), "--json"])
+    res = args.func(args)
+    missing = [k for k in REQUIRED if k not in res]
+    assert not missing, missing
+    assert res["split"] == "shift" and res["n_samples"] == 1 and res["architecture"] == "tcn"
+    assert len(res["model_fingerprint"]) == 16 and res["cell_fingerprint"] == geom.fingerprint
+    assert len(res["figures"]) == 2
+    json.dumps(res, allow_nan=False)
+
+    folder = export_model_folder(ck, geom, tmp_path / "models" / "tiny")
+    res2 = evaluate(folder, store, "test")
+    assert res2["model_fingerprint"] == res["model_fingerprint"]
+    assert not [k for k in REQUIRED if k not in res2]
+
+
+# ---- refusals -------------------------------------------------------------------------
+def test_refuses_a_model_of_another_cell(store, geom, tmp_path, stick):
+    from lfpsurrogate.modelfolder import export_model_folder
+    from lfpsurrogate.nn import build_model, save_checkpoint
+
+    ck = saved_model(tmp_path, geom, fingerprint="0123456789abcdef")
+    with pytest.raises(LfpsurrogateError, match="0123456789abcdef"):
+        evaluate(ck, store)
+    other = build_model(TINY, stick.n_channels, stick.n_segments, stick)
+    save_checkpoint(tmp_path / "st" / "best", other, cell_fingerprint=stick.fingerprint)
+    folder = export_model_folder(tmp_path / "st" / "best", stick, tmp_path / "models" / "stick")
+    with pytest.raises(LfpsurrogateError, match="trained for cell"):
+        evaluate(folder, store)
+    with pytest.raises(LfpsurrogateError, match="fingerprint"):
+        evaluate_model(other, stick, store)  # the store holds another cell
+
+
+def test_refuses_empty_split_and_missing_store(store, geom, tmp_path):
+    import zarr
+
+    ck = saved_model(tmp_path, geom)
+    copy = tmp_path / "copy.zarr"
+    shutil.copytree(store, copy)
+    from lfpsurrogate.data import split_samples
+
+    done = zarr.open_array(str(copy / "done"), mode="r+")
+    for i in split_samples(copy, "shift"):
+        done[int(i)] = 0
+    with pytest.raises(EvaluationError, match="no finished samples in split 'shift'"):
+        evaluate(ck, copy, "shift")
+    with pytest.raises(LfpsurrogateError, match="does not exist"):
+        evaluate(ck, tmp_path / "nowhere.zarr")
+    with pytest.raises(LfpsurrogateError, match="not a"):
+        evaluate(ck, tmp_path / "ck")  # a folder that is not a dataset store
+    with pytest.raises(LfpsurrogateError, match="unknown split"):
+        evaluate(ck, store, "bogus")
