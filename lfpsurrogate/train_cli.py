@@ -7,16 +7,21 @@ from pathlib import Path
 
 
 def run_training(config_path: str | Path, out_dir: str | Path, *, resume: bool = False,
-                 device: str | None = None, progress: bool = True) -> dict:
+                 device: str | None = None, progress: bool = True,
+                 data: list[str | Path] | None = None) -> dict:
     """Build the window datasets the config names, train, and return a summary dict.
 
-    The cell geometry and the data fingerprint come from the first training store; every
-    other store must hold the same cell (fingerprint check, by name).
+    data: store path(s) that replace the config's data.train (and data.val). The cell
+    geometry and the data fingerprint come from the first training store; every other
+    store must hold the same cell (fingerprint check, by name).
     """
     from .data import WindowDataset, data_fingerprint, store_geometry
     from .nn import load_config, train
 
     cfg = load_config(config_path)
+    if data:
+        cfg.data.train = [str(d) for d in data]
+        cfg.data.val = []
     if not cfg.data.train:
         from .nn import ConfigError
 
@@ -62,6 +67,7 @@ def register(sub, common) -> None:
     p.add_argument("--out", required=True, help="output folder for best/last checkpoints")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: auto)")
+    p.add_argument("--data", action="append", help="dataset store(s) replacing the config's data.train")
     common(p)
     p.set_defaults(func=lambda a: run_training(a.config, a.out, resume=a.resume,
-                                               device=a.device, progress=not a.json))
+                                               device=a.device, progress=not a.json, data=a.data))
