@@ -41,8 +41,7 @@ def validate_counts(inputs: Any, n_channels: int, name: str = "inputs") -> np.nd
             arr = inputs.transpose("channel", "time").values
         else:
             raise InputError(f"{name} has dims {inputs.dims}; expected ('channel', 'time').")
-    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-        raise InputError(f"{name} must be a numeric array of spike counts, got dtype {arr.dtype}.")
+    check_numeric(arr, name)
     if arr.ndim != 2:
         raise InputError(f"{name} must be 2-D (channel, time); got shape {arr.shape}.")
     if arr.shape[0] != n_channels:
@@ -53,13 +52,24 @@ def validate_counts(inputs: Any, n_channels: int, name: str = "inputs") -> np.nd
         )
     if arr.shape[1] == 0:
         raise InputError(f"{name} has no time bins.")
+    check_count_values(arr, name)
+    return arr.astype(np.int64)
+
+
+def check_numeric(arr: np.ndarray, name: str = "inputs") -> None:
+    """InputError unless ``arr`` has a numeric (or boolean) dtype."""
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+        raise InputError(f"{name} must be a numeric array of spike counts, got dtype {arr.dtype}.")
+
+
+def check_count_values(arr: np.ndarray, name: str = "inputs") -> None:
+    """InputError unless every value is a finite, non-negative whole number."""
     if not np.all(np.isfinite(arr)):
         raise InputError(f"{name} holds non-finite values (NaN or inf); counts must be finite.")
     if np.any(arr < 0):
         raise InputError(f"{name} holds negative counts (min {arr.min()}); counts must be >= 0.")
     if np.issubdtype(arr.dtype, np.floating) and np.any(arr != np.round(arr)):
         raise InputError(f"{name} holds non-integer counts; spike counts must be whole numbers.")
-    return arr.astype(np.int64)
 
 
 def _slot_weights(geom: CellGeometry) -> np.ndarray:

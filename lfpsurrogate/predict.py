@@ -21,6 +21,7 @@ import xarray as xr
 
 from .errors import InputError
 from .geometry import CellGeometry
+from .inputs import check_count_values, check_numeric
 
 SIGNALS = ("v", "imem", "lfp", "dipole", "eeg", "meg", "spikes")
 DEFAULT_DEVICES = {"lfp": "laminar-16", "eeg": "eeg-10-20", "meg": "meg-radial"}
@@ -65,8 +66,7 @@ def _as_counts(inputs: Any, n_channels: int) -> tuple[np.ndarray, np.ndarray | N
         order = (("cell",) if "cell" in dims else ()) + ("channel", "time")
         inputs = inputs.transpose(*order).values
     arr = np.asarray(inputs)
-    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-        raise InputError(f"inputs must be numeric spike counts, got dtype {arr.dtype}.")
+    check_numeric(arr)
     if arr.ndim == 2:
         arr = arr[None]
     if arr.ndim != 3:
@@ -80,12 +80,7 @@ def _as_counts(inputs: Any, n_channels: int) -> tuple[np.ndarray, np.ndarray | N
         )
     if arr.shape[2] == 0 or arr.shape[0] == 0:
         raise InputError(f"inputs are empty (shape {arr.shape}).")
-    if not np.all(np.isfinite(arr)):
-        raise InputError("inputs hold non-finite values (NaN or inf); counts must be finite.")
-    if np.any(arr < 0):
-        raise InputError("inputs hold negative counts; spike counts must be >= 0.")
-    if np.issubdtype(arr.dtype, np.floating) and np.any(arr != np.round(arr)):
-        raise InputError("inputs hold non-integer counts; spike counts must be whole numbers.")
+    check_count_values(arr)
     return arr.astype(np.float32, copy=False), time, bin_ms
 
 
