@@ -200,6 +200,12 @@ def build_parser() -> argparse.ArgumentParser:
         register_evaluate = None
     if register_evaluate is not None:
         register_evaluate(sub, common)
+    try:  # `lfpsurrogate bench`, owned by lfpsurrogate.bench_cli
+        from .bench_cli import register as register_bench
+    except ImportError:
+        register_bench = None
+    if register_bench is not None:
+        register_bench(sub, common)
     return parser
 
 
