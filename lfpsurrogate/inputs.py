@@ -18,6 +18,7 @@ from .geometry import CellGeometry
 
 PROTOCOLS = ("constant", "modulated", "piecewise", "clustered", "mixed")
 MAX_COUNT = 255  # counts are stored as uint8
+MAX_RATE_HZ = 1e5  # per synapse slot: far above any physiological rate
 
 
 def _geometry(cell_or_geometry) -> CellGeometry:
@@ -35,7 +36,7 @@ def validate_counts(inputs: Any, n_channels: int, name: str = "inputs") -> np.nd
     Raises InputError for a wrong shape or channel count, non-finite, negative or
     non-integer values.
     """
-    arr = inputs.values if isinstance(inputs, xr.DataArray) else np.asarray(inputs)
+    arr = inputs.values if isinstance(inputs, xr.DataArray) else as_array(inputs, name)
     if isinstance(inputs, xr.DataArray) and inputs.dims != ("channel", "time"):
         if set(inputs.dims) == {"channel", "time"}:
             arr = inputs.transpose("channel", "time").values
@@ -56,20 +57,34 @@ def validate_counts(inputs: Any, n_channels: int, name: str = "inputs") -> np.nd
     return arr.astype(np.int64)
 
 
+def as_array(inputs: Any, name: str = "inputs") -> np.ndarray:
+    """``np.asarray(inputs)``, with InputError for ragged nested lists and the like."""
+    try:
+        return np.asarray(inputs)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise InputError(f"{name} cannot be read as an array of spike counts ({exc}).") from exc
+
+
 def check_numeric(arr: np.ndarray, name: str = "inputs") -> None:
-    """InputError unless ``arr`` has a numeric (or boolean) dtype."""
-    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+    """InputError unless ``arr`` has a real numeric (or boolean) dtype: no complex, dates,
+    strings or objects."""
+    if arr.dtype.kind not in "biuf":
         raise InputError(f"{name} must be a numeric array of spike counts, got dtype {arr.dtype}.")
 
 
 def check_count_values(arr: np.ndarray, name: str = "inputs") -> None:
-    """InputError unless every value is a finite, non-negative whole number."""
+    """InputError unless every value is a finite, non-negative whole number <= MAX_COUNT
+    (larger counts are refused: NEURON gets one event per spike, and nothing is trained on
+    more than MAX_COUNT spikes per channel per bin)."""
     if not np.all(np.isfinite(arr)):
         raise InputError(f"{name} holds non-finite values (NaN or inf); counts must be finite.")
     if np.any(arr < 0):
         raise InputError(f"{name} holds negative counts (min {arr.min()}); counts must be >= 0.")
     if np.issubdtype(arr.dtype, np.floating) and np.any(arr != np.round(arr)):
         raise InputError(f"{name} holds non-integer counts; spike counts must be whole numbers.")
+    if arr.size and arr.max() > MAX_COUNT:
+        raise InputError(f"{name} holds a count of {arr.max()} spikes in one bin of one channel; "
+                         f"at most {MAX_COUNT} are supported (counts per bin per synapse slot).")
 
 
 def _slot_weights(geom: CellGeometry) -> np.ndarray:
@@ -117,8 +132,15 @@ def poisson_rates(
         raise InputError(f"unknown protocol {protocol!r}; choose one of {PROTOCOLS}.")
     for label, value in (("duration_ms", duration_ms), ("bin_ms", bin_ms),
                          ("rate_exc_hz", rate_exc_hz), ("rate_inh_hz", rate_inh_hz)):
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise InputError(f"{label}={value!r}: must be a number, got {type(value).__name__}.")
         if not np.isfinite(value) or value < 0 or (label in ("duration_ms", "bin_ms") and value == 0):
             raise InputError(f"{label}={value!r}: must be a finite positive number.")
+        if label.startswith("rate") and value > MAX_RATE_HZ:
+            raise InputError(f"{label}={value!r}: above {MAX_RATE_HZ:g} Hz per synapse slot "
+                             f"(counts saturate at {MAX_COUNT} per bin).")
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, (bool, np.bool_)) or seed < 0:
+        raise InputError(f"seed={seed!r}: must be a non-negative integer.")
     n_bins = int(round(duration_ms / bin_ms))
     if n_bins < 1 or abs(n_bins * bin_ms - duration_ms) > 1e-9 * duration_ms:
         raise InputError(f"duration_ms={duration_ms} must be a whole number of bins of {bin_ms} ms.")

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ModelFolderError
+from .errors import GeometryError, ModelFolderError
 from .geometry import CellGeometry
 
 WEIGHTS, SIDECAR, GEOMETRY, METRICS, CARD, MANIFEST = (
@@ -97,6 +97,9 @@ def verify_folder(folder: Path) -> dict:
         files = manifest["files"]
     except (ValueError, KeyError, TypeError) as exc:
         raise ModelFolderError(f"{manifest_path} is not a valid manifest: {exc}") from exc
+    if not isinstance(files, dict) or not all(isinstance(e, dict) for e in files.values()):
+        raise ModelFolderError(f"{manifest_path} is not a valid manifest: 'files' must map "
+                               "file names to {'sha256': ..., 'bytes': ...}.")
     for name in REQUIRED:
         if name not in files:
             raise ModelFolderError(f"{manifest_path} does not list the required file {name}.")
@@ -126,7 +129,10 @@ def load_surrogate(name_or_path: str | Path, *, geometry: CellGeometry | None = 
     path = resolve_model_path(name_or_path)
     if path.is_dir():
         verify_folder(path)
-        own = CellGeometry.load(path / GEOMETRY)
+        try:
+            own = CellGeometry.load(path / GEOMETRY)
+        except GeometryError as exc:
+            raise ModelFolderError(f"{path}: {exc}") from exc
         if geometry is not None and geometry.fingerprint != own.fingerprint:
             raise ModelFolderError(
                 f"model {path.name} was trained for cell {own.name!r} (fingerprint "
@@ -134,7 +140,10 @@ def load_surrogate(name_or_path: str | Path, *, geometry: CellGeometry | None = 
                 f"{geometry.fingerprint}). Use a model trained for this cell or train one."
             )
         stem, geom = path / "model", own
-        metrics = json.loads((path / METRICS).read_text()) if (path / METRICS).is_file() else {}
+        try:
+            metrics = json.loads((path / METRICS).read_text()) if (path / METRICS).is_file() else {}
+        except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+            raise ModelFolderError(f"{path / METRICS} is not valid JSON: {exc}") from exc
     else:
         if geometry is None:
             raise ModelFolderError(
@@ -146,7 +155,7 @@ def load_surrogate(name_or_path: str | Path, *, geometry: CellGeometry | None = 
         model, sidecar = load_model(stem, geometry=geom, device=device)
     except CheckpointError as exc:
         raise ModelFolderError(str(exc)) from exc
-    if sidecar.get("n_segments") != geom.n_segments or sidecar.get("n_channels") != geom.n_channels:
+    if not isinstance(sidecar, dict) or sidecar.get("n_segments") != geom.n_segments or sidecar.get("n_channels") != geom.n_channels:
         raise ModelFolderError(
             f"{path}: the model has {sidecar.get('n_segments')} segments / "
             f"{sidecar.get('n_channels')} channels but the cell {geom.name!r} has "

@@ -21,7 +21,7 @@ import xarray as xr
 
 from .errors import InputError
 from .geometry import CellGeometry
-from .inputs import check_count_values, check_numeric
+from .inputs import as_array, check_count_values, check_numeric
 
 SIGNALS = ("v", "imem", "lfp", "dipole", "eeg", "meg", "spikes")
 DEFAULT_DEVICES = {"lfp": "laminar-16", "eeg": "eeg-10-20", "meg": "meg-radial"}
@@ -53,7 +53,8 @@ def load_model(model: str | Path = "l5_ttpc1", device: str = "auto"):
 
 
 def _as_counts(inputs: Any, n_channels: int) -> tuple[np.ndarray, np.ndarray | None, float]:
-    """(cell, channel, time) float32 counts, time coordinate or None, bin width (ms)."""
+    """(cell, channel, time) counts (validated, dtype as given: batches are converted to
+    float32 one at a time), time coordinate or None, bin width (ms)."""
     time, bin_ms = None, 1.0
     if isinstance(inputs, xr.DataArray):
         bin_ms = float(inputs.attrs.get("bin_ms", 1.0))
@@ -65,7 +66,7 @@ def _as_counts(inputs: Any, n_channels: int) -> tuple[np.ndarray, np.ndarray | N
             time = np.asarray(inputs["time"].values)
         order = (("cell",) if "cell" in dims else ()) + ("channel", "time")
         inputs = inputs.transpose(*order).values
-    arr = np.asarray(inputs)
+    arr = as_array(inputs)
     check_numeric(arr)
     if arr.ndim == 2:
         arr = arr[None]
@@ -81,7 +82,49 @@ def _as_counts(inputs: Any, n_channels: int) -> tuple[np.ndarray, np.ndarray | N
     if arr.shape[2] == 0 or arr.shape[0] == 0:
         raise InputError(f"inputs are empty (shape {arr.shape}).")
     check_count_values(arr)
-    return arr.astype(np.float32, copy=False), time, bin_ms
+    return arr, time, bin_ms
+
+
+class _RateSource:
+    """The Poisson inputs of a rate specification, drawn cell by cell on demand (cell i
+    uses seed + i), so a population's inputs are never held in memory all at once."""
+
+    def __init__(self, geometry: CellGeometry, rates: dict, seed: int) -> None:
+        from .inputs import poisson_inputs
+
+        if not isinstance(rates, dict):
+            raise InputError("rates must be a dict such as {'duration_ms': 1000, 'rate_exc_hz': 5}.")
+        allowed = {"duration_ms", "n_cells", "rate_exc_hz", "rate_inh_hz", "protocol", "bin_ms"}
+        unknown = set(rates) - allowed
+        if unknown:
+            raise InputError(f"unknown rate keys {sorted(unknown, key=str)}; allowed: "
+                             f"{sorted(allowed)}.")
+        if "duration_ms" not in rates:
+            raise InputError("rates needs 'duration_ms' (ms of input to draw).")
+        n_cells = rates.get("n_cells", 1)
+        if (not isinstance(n_cells, (int, np.integer)) or isinstance(n_cells, (bool, np.bool_))
+                or n_cells < 1):
+            raise InputError(f"rates['n_cells']={n_cells!r} must be a positive integer.")
+        kwargs = {k: rates[k] for k in ("rate_exc_hz", "rate_inh_hz", "bin_ms") if k in rates}
+        protocol = rates.get("protocol", "constant")
+        self.n_cells, self.seed = int(n_cells), seed
+
+        def draw(i: int) -> xr.DataArray:
+            return poisson_inputs(geometry, rates["duration_ms"], seed + i, protocol=protocol,
+                                  **kwargs)
+
+        self.draw = draw
+        self.first = draw(0)  # validates the specification before any work
+        self.n_bins = self.first.shape[1]
+        self.time = np.asarray(self.first["time"].values)
+        self.bin_ms = float(self.first.attrs["bin_ms"])
+
+    def cell(self, i: int) -> xr.DataArray:
+        return self.first if i == 0 else self.draw(i)
+
+    def counts(self, start: int, stop: int) -> np.ndarray:
+        """(stop - start, channel, time) uint8 counts of cells start..stop-1."""
+        return np.stack([self.cell(i).values for i in range(start, stop)])
 
 
 def inputs_from_rates(geometry: CellGeometry, rates: dict, seed: int = 0) -> xr.DataArray:
@@ -89,26 +132,12 @@ def inputs_from_rates(geometry: CellGeometry, rates: dict, seed: int = 0) -> xr.
 
     rates: ``{"duration_ms": float, "n_cells": int (default 1), "rate_exc_hz": float,
     "rate_inh_hz": float, "protocol": str (default "constant")}``; cell i uses seed + i.
+    (``predict_lfp(rates=...)`` draws the same inputs batch by batch instead.)
     """
-    from .inputs import poisson_inputs
-
-    if not isinstance(rates, dict):
-        raise InputError("rates must be a dict such as {'duration_ms': 1000, 'rate_exc_hz': 5}.")
-    allowed = {"duration_ms", "n_cells", "rate_exc_hz", "rate_inh_hz", "protocol", "bin_ms"}
-    unknown = set(rates) - allowed
-    if unknown:
-        raise InputError(f"unknown rate keys {sorted(unknown)}; allowed: {sorted(allowed)}.")
-    if "duration_ms" not in rates:
-        raise InputError("rates needs 'duration_ms' (ms of input to draw).")
-    n_cells = rates.get("n_cells", 1)
-    if not isinstance(n_cells, (int, np.integer)) or n_cells < 1:
-        raise InputError(f"rates['n_cells']={n_cells!r} must be a positive integer.")
-    kwargs = {k: rates[k] for k in ("rate_exc_hz", "rate_inh_hz", "bin_ms") if k in rates}
-    protocol = rates.get("protocol", "constant")
-    cells = [poisson_inputs(geometry, rates["duration_ms"], seed + i, protocol=protocol, **kwargs)
-             for i in range(int(n_cells))]
+    source = _RateSource(geometry, rates, seed)
+    cells = [source.cell(i) for i in range(source.n_cells)]
     out = xr.concat(cells, dim="cell")
-    out.attrs = dict(cells[0].attrs, seed=seed, n_cells=int(n_cells))
+    out.attrs = dict(cells[0].attrs, seed=seed, n_cells=source.n_cells)
     return out
 
 
@@ -188,6 +217,8 @@ def predict_lfp(
         raise InputError(f"unknown signals {unknown}; choose from {SIGNALS}.")
     if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise InputError(f"batch_size={batch_size!r} must be a positive integer.")
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, (bool, np.bool_)) or seed < 0:
+        raise InputError(f"seed={seed!r} must be a non-negative integer.")
     loaded = load_model(model, device)
     geometry = loaded.geometry
     if cell is not None:
@@ -201,13 +232,19 @@ def predict_lfp(
                 f"{given.fingerprint}). Use a model of this cell or train one."
             )
     dev = next(loaded.model.parameters()).device
+    source = None
     if inputs is None:
         if rates is None:
             raise InputError("give inputs (spike counts) or rates={...} to draw them.")
-        inputs = inputs_from_rates(geometry, rates, seed)
+        source = _RateSource(geometry, rates, seed)  # drawn batch by batch below
     elif rates is not None:
         raise InputError("give either inputs or rates, not both.")
-    if isinstance(inputs, torch.Tensor):
+    if source is not None:
+        n_cells, n_bins, time, bin_ms = source.n_cells, source.n_bins, source.time, source.bin_ms
+
+        def batch_of(start: int, stop: int):
+            return torch.from_numpy(source.counts(start, stop))
+    elif isinstance(inputs, torch.Tensor):
         if not return_tensors:
             inputs = inputs.detach().cpu().numpy()
         else:
@@ -218,16 +255,26 @@ def predict_lfp(
             if not torch.isfinite(x_all).all():
                 raise InputError("inputs hold non-finite values (NaN or inf).")
             time, bin_ms = None, 1.0
-    if not isinstance(inputs, torch.Tensor):
+    if source is None and not isinstance(inputs, torch.Tensor):
         counts, time, bin_ms = _as_counts(inputs, geometry.n_channels)
-        x_all = torch.from_numpy(counts)
-    n_cells, _, n_bins = x_all.shape
-    _warn_out_of_distribution(x_all, loaded)
+
+        def batch_of(start: int, stop: int):
+            return torch.from_numpy(np.ascontiguousarray(counts[start:stop], dtype=np.float32))
+        n_cells, _, n_bins = counts.shape
+    elif source is None:
+        def batch_of(start: int, stop: int):
+            return x_all[start:stop]
+        n_cells, _, n_bins = x_all.shape
+    warned = False
 
     if positions is None and rotations is None:
         positions, rotations = default_placement(n_cells, seed)
-    positions = np.zeros((n_cells, 3)) if positions is None else np.asarray(positions, float)
-    rotations = np.zeros((n_cells, 3)) if rotations is None else np.asarray(rotations, float)
+    try:
+        positions = np.zeros((n_cells, 3)) if positions is None else np.asarray(positions, float)
+        rotations = np.zeros((n_cells, 3)) if rotations is None else np.asarray(rotations, float)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise InputError(f"positions and rotations must be numbers, (3,) or (n_cells, 3) "
+                         f"({exc}).") from exc
     positions = positions.reshape(-1, 3) if positions.size == 3 * n_cells or positions.size == 3 else positions
     rotations = rotations.reshape(-1, 3) if rotations.size == 3 * n_cells or rotations.size == 3 else rotations
     for label, arr in (("positions", positions), ("rotations", rotations)):
@@ -259,7 +306,9 @@ def predict_lfp(
     with grad:
         folded = _folded_matrices(loaded.model, mats, v_ref) if fold else None
         for b in range(0, n_cells, batch_size):
-            x = x_all[b:b + batch_size].to(dev, torch.float32)
+            x = batch_of(b, min(b + batch_size, n_cells))
+            warned = warned or _warn_out_of_distribution(x, loaded, bin_ms, first_cell=b)
+            x = x.to(dev, torch.float32)
             sl = slice(b, b + x.shape[0])
             if fold:
                 parts = loaded.model.readout_parts(x)
@@ -296,10 +345,11 @@ def predict_lfp(
         logit = torch.cat(outs["logit"])
         if want_v:
             result["v"] = torch.cat(outs["v"])
-    for key, val in result.items():
+    for key, val in list(result.items()) + [("spike logit", logit)]:
         if not torch.isfinite(val).all():
             raise FloatingPointError(f"the surrogate's {key} is not finite; the inputs are "
-                                     "probably far outside its training range.")
+                                     "probably far outside its training range, or the model's "
+                                     "weights are not finite.")
     if return_tensors:
         result["cell_dipole"] = p_cell
         result["spike_logit"] = logit
@@ -345,17 +395,27 @@ def _apply_folded(folded: dict, parts: dict, sl: slice, has_lfp: bool):
     return lfp_b, p_b
 
 
-def _warn_out_of_distribution(x, loaded) -> None:
-    """Warn when the input rate is far outside what the model saw in training."""
-    rate = float(x.detach().float().mean()) * 1000.0  # spikes per channel per second (1 ms bins)
-    seen = loaded.sidecar.get("input_rate_hz")
-    if seen:
-        lo, hi = float(seen[0]), float(seen[1])
-        if rate > 3 * hi or rate < lo / 3:
-            warnings.warn(
-                f"mean input rate {rate:.2f} Hz per channel is outside the training range "
-                f"{lo:.2f}-{hi:.2f} Hz of model {loaded.name!r}; predictions may be unreliable.",
-                stacklevel=3)
+def _warn_out_of_distribution(x, loaded, bin_ms: float = 1.0, first_cell: int = 0) -> bool:
+    """Warn when a cell's mean input rate (x: a batch (cell, channel, time) of counts) is far
+    outside what the model saw in training. Returns True when it warned."""
+    try:
+        seen = loaded.sidecar.get("input_rate_hz")
+        lo, hi = (float(seen[0]), float(seen[1])) if seen else (None, None)
+    except (TypeError, ValueError, IndexError, KeyError):
+        return False  # no usable training range recorded
+    if lo is None:
+        return False
+    rates = x.detach().float().mean(dim=(-2, -1)).reshape(-1) * (1000.0 / bin_ms)  # Hz
+    out = (rates > 3 * hi) | (rates < lo / 3)
+    if not bool(out.any()):
+        return False
+    i = int(out.nonzero()[0, 0])
+    warnings.warn(
+        f"mean input rate {float(rates[i]):.2f} Hz per channel (cell {first_cell + i}; "
+        f"{int(out.sum())} of {len(rates)} cells in this batch) is outside the training range "
+        f"{lo:.2f}-{hi:.2f} Hz of model {loaded.name!r}; predictions may be unreliable.",
+        stacklevel=3)
+    return True
 
 
 def _to_dataset(fwd, result, p_cell, logit, signals, geometry, loaded, n_bins, time, bin_ms):

@@ -37,6 +37,7 @@ UNIT_SCALE = {"um": 1.0, "µm": 1.0, "micrometer": 1.0, "mm": 1e3, "cm": 1e4, "m
 DEFAULT_RADII = (79000.0, 80000.0, 85000.0, 90000.0)  # brain, CSF, skull, scalp (µm)
 DEFAULT_CONDUCTIVITIES = (0.3, 1.5, 0.015, 0.3)  # S/m
 SCALP_TOLERANCE = 1e-3  # relative: an EEG electrode must lie within 0.1 % of the scalp radius
+MAX_GRID_SITES = 100_000  # a 'dim' grid larger than this is refused (MEAutility would hang)
 
 
 class ProbeError(LfpsurrogateError, ValueError):
@@ -274,9 +275,15 @@ def _load_file(path: Path) -> Probe:
     if not path.is_file():
         raise ProbeError(f"{src}: probe file does not exist.")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ProbeError(f"{src}: not valid YAML ({exc}).") from exc
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ProbeError(f"{src}: not a UTF-8 text file; a probe file is YAML ({exc}).") from exc
+    except OSError as exc:
+        raise ProbeError(f"{src}: cannot be read ({exc}).") from exc
+    try:
+        data = yaml.safe_load(text)
+    except (yaml.YAMLError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
+        raise ProbeError(f"{src}: not valid YAML ({type(exc).__name__}: {exc}).") from exc
     if not isinstance(data, dict):
         raise ProbeError(f"{src}: expected a YAML mapping of fields, got {type(data).__name__}.")
     if "kind" in data:
@@ -290,14 +297,22 @@ def _load_file(path: Path) -> Probe:
     return _parse_mea(data, src, path.stem)
 
 
-def _array(data: dict, key: str, src: str, shape_tail: tuple = (3,), where: str = "") -> np.ndarray:
+def _floats(value: Any, src: str, name: str) -> np.ndarray:
+    """``value`` as a float array, or ProbeError naming the field (strings, ragged lists,
+    mappings and integers beyond the float range are refused)."""
+    try:
+        return np.asarray(value, dtype=float)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise _fail(src, name, f"must hold numbers ({exc})") from exc
+
+
+def _array(data: dict, key: str, src: str, shape_tail: tuple = (3,), where: str = "",
+           scale: float = 1.0) -> np.ndarray:
     name = f"{where}{key}"
     if key not in data or data[key] is None:
         raise _fail(src, name, "missing")
-    try:
-        arr = np.asarray(data[key], dtype=float)
-    except (TypeError, ValueError) as exc:
-        raise _fail(src, name, f"must hold numbers ({exc})") from exc
+    with np.errstate(over="ignore"):
+        arr = _floats(data[key], src, name) * scale
     if arr.ndim != 1 + len(shape_tail) or arr.shape[1:] != shape_tail:
         if arr.size == 0:
             raise _fail(src, name, "is empty: the file defines no sites")
@@ -307,7 +322,8 @@ def _array(data: dict, key: str, src: str, shape_tail: tuple = (3,), where: str 
         raise _fail(src, name, "is empty: the file defines no sites")
     bad = np.flatnonzero(~np.isfinite(arr).reshape(len(arr), -1).all(axis=1))
     if bad.size:
-        raise _fail(src, f"{name}[{bad[0]}]", "holds a non-finite number (nan or inf)")
+        raise _fail(src, f"{name}[{bad[0]}]", "holds a non-finite number (nan or inf, or a "
+                                              "value that overflows once 'units' are applied)")
     return arr
 
 
@@ -327,7 +343,7 @@ def _head(data: dict, src: str, scale: float) -> HeadModel:
     if not isinstance(h, dict):
         raise _fail(src, "head", "must be a mapping with 'radii' and 'conductivities'")
     _no_extra(h, {"radii", "conductivities"}, src, "head.")
-    radii = _array(h, "radii", src, shape_tail=(), where="head.") * scale
+    radii = _array(h, "radii", src, shape_tail=(), where="head.", scale=scale)
     sig = _array(h, "conductivities", src, shape_tail=(), where="head.")
     for name, arr in (("head.radii", radii), ("head.conductivities", sig)):
         if arr.shape != (4,):
@@ -341,7 +357,7 @@ def _head(data: dict, src: str, scale: float) -> HeadModel:
 
 
 def _no_extra(data: dict, allowed: set, src: str, prefix: str = "") -> None:
-    extra = sorted(set(data) - allowed)
+    extra = sorted(set(data) - allowed, key=str)  # keys may be numbers or null in YAML
     if extra:
         raise _fail(src, prefix + str(extra[0]), f"unknown field; allowed: {sorted(allowed)}")
 
@@ -380,7 +396,7 @@ def _parse_eeg(data: dict, src: str, stem: str) -> Probe:
     head = _head(data, src, scale)
     g = _group(data, "electrodes", src)
     _no_extra(g, {"names", "positions"}, src, "electrodes.")
-    pos = _array(g, "positions", src, where="electrodes.") * scale
+    pos = _array(g, "positions", src, where="electrodes.", scale=scale)
     names = _names(g, len(pos), src, "electrodes.")
     r = np.linalg.norm(pos, axis=1)
     tol = SCALP_TOLERANCE * head.scalp_radius
@@ -415,12 +431,16 @@ def _parse_meg(data: dict, src: str, stem: str) -> Probe:
         raise _fail(src, "conductor", f"must be 'spherical' or 'infinite', got {conductor!r}")
     g = _group(data, "sensors", src)
     _no_extra(g, {"names", "positions", "orientations"}, src, "sensors.")
-    pos = _array(g, "positions", src, where="sensors.") * scale
+    pos = _array(g, "positions", src, where="sensors.", scale=scale)
     names = _names(g, len(pos), src, "sensors.")
     ori = _array(g, "orientations", src, where="sensors.")
     if ori.shape != pos.shape:
         raise _fail(src, "sensors.orientations", f"needs one vector per sensor ({len(pos)})")
-    norm = np.linalg.norm(ori, axis=1)
+    with np.errstate(over="ignore"):
+        norm = np.linalg.norm(ori, axis=1)
+    if not np.all(np.isfinite(norm)):
+        i = int(np.flatnonzero(~np.isfinite(norm))[0])
+        raise _fail(src, f"sensors.orientations[{i}]", "too large to normalise; give a unit vector")
     if np.any(norm < 1e-9):
         i = int(np.argmin(norm))
         raise _fail(src, f"sensors.orientations[{i}]", "zero vector; give the sensor normal")
@@ -437,17 +457,14 @@ MEA_FIELDS = {"electrode_name", "description", "sortlist", "pitch", "dim", "stag
 def _parse_mea(data: dict, src: str, stem: str) -> Probe:
     import MEAutility as mu
 
-    extra = sorted(set(data) - MEA_FIELDS)
+    extra = sorted(set(data) - MEA_FIELDS, key=str)
     if extra:
         raise _fail(src, str(extra[0]), "unknown field in a MEAutility probe file (EEG/MEG "
                                         "files need 'kind: eeg' or 'kind: meg')")
     if "units" in data and str(data["units"]).strip() not in ("um", "µm"):
         raise _fail(src, "units", f"MEAutility probe files are in µm, got {data['units']!r}")
     if "pos" in data:
-        try:
-            arr = np.asarray(data["pos"], dtype=float)
-        except (TypeError, ValueError) as exc:
-            raise _fail(src, "pos", f"must be a list of 2D or 3D points ({exc})") from exc
+        arr = _floats(data["pos"], src, "pos")
         if arr.size == 0:
             raise _fail(src, "pos", "is empty: the probe has no electrodes")
         arr = arr[None] if arr.ndim == 1 else arr
@@ -457,13 +474,17 @@ def _parse_mea(data: dict, src: str, stem: str) -> Probe:
         if bad.size:
             raise _fail(src, f"pos[{bad[0]}]", "holds a non-finite number (nan or inf)")
     elif "dim" in data:
-        dim = np.atleast_1d(np.asarray(data["dim"], dtype=float))
-        if not np.all(np.isfinite(dim)) or np.any(dim < 1) or np.any(dim != np.round(dim)):
+        dim = np.atleast_1d(_floats(data["dim"], src, "dim"))
+        if (dim.size == 0 or not np.all(np.isfinite(dim)) or np.any(dim < 1)
+                or np.any(dim != np.round(dim))):
             raise _fail(src, "dim", f"must be positive integers, got {data['dim']!r}")
+        if float(np.prod(dim)) > MAX_GRID_SITES:
+            raise _fail(src, "dim", f"asks for {float(np.prod(dim)):.3g} electrodes; at most "
+                                    f"{MAX_GRID_SITES} are supported")
         if not (dim.size == 1 and dim[0] == 1):
             if "pitch" not in data:
                 raise _fail(src, "pitch", "missing (needed with 'dim')")
-            pitch = np.atleast_1d(np.asarray(data["pitch"], dtype=float))
+            pitch = np.atleast_1d(_floats(data["pitch"], src, "pitch"))
             if not np.all(np.isfinite(pitch)) or np.any(pitch < 0):
                 raise _fail(src, "pitch", f"must be finite and >= 0 µm, got {data['pitch']!r}")
     else:
@@ -471,7 +492,7 @@ def _parse_mea(data: dict, src: str, stem: str) -> Probe:
                                 "'dim' and 'pitch' (MEAutility format)")
     for key in ("size", "stagger", "offset"):
         if key in data and data[key] is not None:
-            v = np.asarray(data[key], dtype=float)
+            v = _floats(data[key], src, key)
             if not np.all(np.isfinite(v)):
                 raise _fail(src, key, "holds a non-finite number")
     if "plane" in data and data["plane"] not in ("xy", "yz", "xz"):

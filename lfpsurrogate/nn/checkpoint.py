@@ -11,7 +11,6 @@ Loading reads only safetensors and JSON: no code in a checkpoint ever runs.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -37,10 +36,35 @@ def _stem(path: str | Path) -> Path:
     return path
 
 
-def _atomic(path: Path, write) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    write(tmp)
-    tmp.replace(path)
+def _tmp(path: Path) -> Path:
+    return path.with_name(path.name + ".tmp")
+
+
+def _parts(stem: Path) -> list[Path]:
+    """The files of a checkpoint in commit order: the JSON sidecar is renamed last."""
+    return [stem.with_name(stem.name + s) for s in (".state.safetensors", ".safetensors", ".json")]
+
+
+def recover_checkpoint(path: str | Path) -> None:
+    """Finish or discard a checkpoint write that a kill interrupted.
+
+    save_checkpoint writes every file of a checkpoint to ``<file>.tmp`` first, the JSON
+    last, then renames them in order (state, weights, JSON). A complete ``<stem>.json.tmp``
+    therefore means every new file was written: the renames left undone are done now (roll
+    forward). Otherwise the new files are incomplete and are removed; the previous
+    checkpoint is untouched.
+    """
+    parts = _parts(_stem(path))
+    tmps = [_tmp(p) for p in parts]
+    if not any(t.exists() for t in tmps):
+        return
+    try:
+        complete = isinstance(json.loads(tmps[-1].read_text()), dict)
+    except (OSError, ValueError):
+        complete = False
+    for final, tmp in zip(parts, tmps):
+        if tmp.exists():
+            tmp.replace(final) if complete else tmp.unlink()
 
 
 def _tensors(state: dict) -> dict[str, torch.Tensor]:
@@ -99,13 +123,20 @@ def save_checkpoint(path: str | Path, model: Surrogate, *, config: dict | None =
             opt_tensors, sidecar["optimizer"] = _flatten_optimizer(optimizer.state_dict())
             tensors.update(opt_tensors)
         tensors = _tensors(tensors)
-        _atomic(stem.with_name(stem.name + ".state.safetensors"),
-                lambda p: save_file(tensors, str(p), metadata={"format": FORMAT}))
-    _atomic(stem.with_name(stem.name + ".safetensors"),
-            lambda p: save_file(weights, str(p), metadata={"format": FORMAT}))
-    text = json.dumps(sidecar, indent=1, default=_json_default)
-    json_path = stem.with_name(stem.name + ".json")
-    _atomic(json_path, lambda p: p.write_text(text))
+    state_path, weights_path, json_path = _parts(stem)
+    recover_checkpoint(stem)  # a write interrupted earlier: settle it before overwriting
+    # two phases, so that a kill at any point leaves one consistent checkpoint (see
+    # recover_checkpoint): write every file to .tmp (the JSON last), then rename in order
+    written = []
+    if optimizer is not None or training_state:
+        save_file(tensors, str(_tmp(state_path)), metadata={"format": FORMAT})
+        written.append(state_path)
+    save_file(weights, str(_tmp(weights_path)), metadata={"format": FORMAT})
+    written.append(weights_path)
+    _tmp(json_path).write_text(json.dumps(sidecar, indent=1, default=_json_default))
+    written.append(json_path)
+    for final in written:
+        _tmp(final).replace(final)
     return json_path
 
 
@@ -126,11 +157,11 @@ def read_sidecar(path: str | Path) -> dict:
         raise CheckpointError(f"checkpoint sidecar {json_path} does not exist.")
     try:
         meta = json.loads(json_path.read_text())
-    except json.JSONDecodeError as exc:
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
         raise CheckpointError(f"{json_path} is not valid JSON: {exc}") from exc
-    if meta.get("format") != FORMAT:
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"{json_path} is not an lfpsurrogate checkpoint (format "
-                              f"{meta.get('format')!r}).")
+                              f"{meta.get('format') if isinstance(meta, dict) else None!r}).")
     return meta
 
 
@@ -152,13 +183,21 @@ def load_model(path: str | Path, *, geometry=None, device: str | torch.device = 
     weights_path = stem.with_name(stem.name + ".safetensors")
     if not weights_path.is_file():
         raise CheckpointError(f"checkpoint weights {weights_path} do not exist.")
-    model = build_model(meta["model"], meta["n_channels"], meta["n_segments"])
-    state = load_file(str(weights_path), device="cpu")
+    try:
+        model = build_model(meta["model"], meta["n_channels"], meta["n_segments"])
+    except (KeyError, TypeError, ValueError) as exc:  # ValueError covers ConfigError
+        raise CheckpointError(f"{stem}.json does not describe a model ({type(exc).__name__}: "
+                              f"{exc}).") from exc
+    try:
+        state = load_file(str(weights_path), device="cpu")
+    except Exception as exc:  # SafetensorError and friends: a damaged weights file
+        raise CheckpointError(f"{weights_path} is not a readable safetensors file "
+                              f"({type(exc).__name__}: {exc}).") from exc
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         raise CheckpointError(f"{weights_path} does not match architecture "
-                              f"{meta['architecture']!r}: {exc}") from exc
+                              f"{meta.get('architecture')!r}: {exc}") from exc
     return model.to(device).eval(), meta
 
 
@@ -166,6 +205,7 @@ def load_training_state(path: str | Path) -> tuple[dict | None, dict[str, torch.
     """(optimizer state_dict or None, training tensors, sidecar) of a checkpoint saved with
     an optimizer; for resuming."""
     stem = _stem(path)
+    recover_checkpoint(stem)
     meta = read_sidecar(stem)
     state_path = stem.with_name(stem.name + ".state.safetensors")
     if not state_path.is_file():

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from ..errors import InputError
 from .base import Surrogate, fit_normalisation
-from .checkpoint import CheckpointError, load_training_state, save_checkpoint
+from .checkpoint import CheckpointError, load_training_state, recover_checkpoint, save_checkpoint
 from .config import ConfigError, SurrogateConfig, load_config
 from .losses import SurrogateLoss, apply_segment_matrix
 from .models import build_model
@@ -259,6 +259,9 @@ def train(config: str | Path | dict | SurrogateConfig, train_data: Dataset, val_
     dev = _device(env, device)
     out_dir = Path(out_dir)
     last, best = out_dir / "last", out_dir / "best"
+    if resume:  # a checkpoint write cut short by a kill: finish or discard it first
+        recover_checkpoint(last)
+        recover_checkpoint(best)
     has_last = (out_dir / "last.json").is_file()
     if has_last and not resume:
         raise CheckpointError(f"{out_dir} already holds a checkpoint; pass resume=True to "
