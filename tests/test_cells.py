@@ -214,3 +214,20 @@ def test_user_cell_from_hoc_template(tmp_path):
     m = g.vmem_to_imem
     assert np.linalg.norm(m @ ds.v.values - ds.imem.values) <= 1e-3 * np.linalg.norm(ds.imem.values)
     assert ds.spike_times.size >= 1
+
+
+def test_user_cell_from_a_cell_file(tmp_path):
+    name = "yleak" + uuid.uuid4().hex[:6]
+    write_user_cell(tmp_path, name)
+    (tmp_path / "cell.yaml").write_text(
+        f"name: my_cell\nmorphology: cell.swc\nmod_dir: mod\nbiophysics: biophys.hoc\n"
+        "v_init: -65\ncelsius: 6.3\n")
+    cell = lfps.load_cell(tmp_path / "cell.yaml")
+    assert cell.name == "my_cell" and cell.spec.celsius == 6.3
+    assert hasattr(cell.neuron_segments()[cell.geometry.soma_index], name)
+    (tmp_path / "bad.yaml").write_text("morphology: cell.swc\nbiophysics: biophys.hoc\nspeed: 3\n")
+    with pytest.raises(CellLoadError, match="unknown keys"):
+        lfps.load_cell(tmp_path / "bad.yaml")
+    (tmp_path / "nomorph.yaml").write_text("biophysics: biophys.hoc\n")
+    with pytest.raises(CellLoadError, match="'morphology' is missing"):
+        lfps.load_cell(tmp_path / "nomorph.yaml")

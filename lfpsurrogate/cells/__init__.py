@@ -6,7 +6,7 @@ from typing import Callable
 
 from ..errors import CellLoadError
 from .cell import Cell
-from .sources import bbp_spec, mearec_bbp_folder, pyramid_hh_spec, user_spec
+from .sources import bbp_spec, mearec_bbp_folder, pyramid_hh_spec, spec_from_yaml, user_spec
 from .spec import Discretization
 
 BUILTIN_CELLS = ("l5_ttpc1", "pyramid_hh")
@@ -35,8 +35,10 @@ def load_cell(
 
     name_or_path: "l5_ttpc1" (Blue Brain L5 TTPC1 from MEArec, the default),
         "pyramid_hh" (NEURON's demo pyramid, pas + hh, fast), the name of any other BBP
-        cell MEArec ships (e.g. "L5_MC_bAC217_1"), a BBP-format cell folder, or a
-        morphology file (.swc/.asc/.hoc) with ``biophysics`` or ``template_file``.
+        cell MEArec ships (e.g. "L5_MC_bAC217_1"), a BBP-format cell folder, a
+        morphology file (.swc/.asc/.hoc) with ``biophysics`` or ``template_file``, or a
+        cell file (.yaml) naming those files, so that a user cell is one path that
+        ``lfpsurrogate dataset generate --cell`` and the dataset workers can load.
     d_lambda, lambda_f: d_lambda rule (fraction of the AC length constant at lambda_f Hz).
     nsegs_method: "lambda_f", "fixed_length" (with max_nsegs_length µm) or "native".
     synapses: overrides of the synapse parameters (see ``spec.DEFAULT_SYNAPSES``).
@@ -58,7 +60,9 @@ def load_cell(
         spec = pyramid_hh_spec()
     else:
         path = Path(name_or_path).expanduser()
-        if path.is_dir():
+        if path.suffix.lower() in (".yaml", ".yml"):
+            spec = spec_from_yaml(path)
+        elif path.is_dir():
             spec = bbp_spec(path)
         elif path.exists() or path.suffix:
             spec = user_spec(

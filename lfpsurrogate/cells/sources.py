@@ -232,3 +232,54 @@ def user_spec(
         celsius=celsius,
         region_of=dict(region_of or {}),
     )
+
+
+CELL_FILE_KEYS = {"name", "morphology", "mod_dir", "biophysics", "template_file", "template_name",
+                  "v_init", "celsius", "region_of"}
+
+
+def spec_from_yaml(path: Path) -> CellSpec:
+    """A user cell described by a YAML file (paths relative to the file)::
+
+        name: my_cell
+        morphology: cell.swc          # .swc, .asc or .hoc
+        mod_dir: mechanisms           # optional folder of .mod files
+        biophysics: biophys.hoc       # hoc statements, or give template_file (+ template_name)
+        v_init: -65                   # mV
+        celsius: 34
+        region_of: {dend_11: apical}  # optional section-name prefix -> region
+
+    Python biophysics functions cannot be given this way (a cell file never runs Python).
+    """
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise CellLoadError(f"cell file {path} does not exist.")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise CellLoadError(f"cell file {path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise CellLoadError(f"cell file {path} must be a mapping of keys {sorted(CELL_FILE_KEYS)}.")
+    unknown = set(data) - CELL_FILE_KEYS
+    if unknown:
+        raise CellLoadError(f"cell file {path}: unknown keys {sorted(unknown)}; allowed: {sorted(CELL_FILE_KEYS)}.")
+    if "morphology" not in data:
+        raise CellLoadError(f"cell file {path}: the field 'morphology' is missing.")
+
+    def rel(key):
+        value = data.get(key)
+        return None if value is None else (path.parent / str(value)).resolve()
+
+    try:
+        v_init, celsius = float(data.get("v_init", -70.0)), float(data.get("celsius", 34.0))
+    except (TypeError, ValueError) as exc:
+        raise CellLoadError(f"cell file {path}: v_init and celsius must be numbers ({exc}).") from exc
+    region_of = data.get("region_of") or {}
+    if not isinstance(region_of, dict):
+        raise CellLoadError(f"cell file {path}: 'region_of' must map section-name prefixes to regions.")
+    return user_spec(rel("morphology"), mod_dir=rel("mod_dir"), biophysics=rel("biophysics"),
+                     template_file=rel("template_file"), template_name=data.get("template_name"),
+                     name=str(data.get("name") or path.stem), v_init=v_init, celsius=celsius,
+                     region_of={str(k): str(v) for k, v in region_of.items()})
