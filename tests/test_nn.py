@@ -277,3 +277,15 @@ def test_bad_config_names_the_key(raw, match):
 def test_missing_config_file(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_cosine_schedule_decays_from_lr_to_floor():
+    from lfpsurrogate.nn.config import load_config
+    from lfpsurrogate.nn.train import epoch_lr
+
+    cfg = load_config({"optim": {"lr": 1e-3, "schedule": "cosine", "min_lr_ratio": 0.1}})
+    lrs = [epoch_lr(cfg.optim, e, 11) for e in range(11)]
+    assert lrs[0] == pytest.approx(1e-3) and lrs[-1] == pytest.approx(1e-4)
+    assert all(a > b for a, b in zip(lrs, lrs[1:]))
+    const = load_config({"optim": {"lr": 2e-3}})
+    assert epoch_lr(const.optim, 5, 11) == 2e-3

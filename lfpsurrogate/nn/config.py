@@ -92,6 +92,10 @@ class OptimConfig:
     lr: float = _f(1e-3, lo=1e-12, hi=10.0)
     weight_decay: float = _f(1e-4, lo=0.0)
     grad_clip: float = _f(1.0, lo=0.0, doc="max gradient norm (0: off)")
+    schedule: str = _f("constant", choices=("constant", "cosine"),
+                       doc="learning rate over epochs: constant, or cosine decay from lr to "
+                       "min_lr_ratio * lr at the last epoch")
+    min_lr_ratio: float = _f(0.05, lo=0.0, hi=1.0)
 
 
 @dataclass

@@ -227,6 +227,14 @@ def _state_tensors(loss_fn: SurrogateLoss, device: torch.device) -> dict[str, to
     return t
 
 
+def epoch_lr(optim, epoch: int, epochs: int) -> float:
+    """Learning rate of ``epoch`` (0-based) out of ``epochs`` under ``optim.schedule``."""
+    if optim.schedule == "constant" or epochs <= 1:
+        return optim.lr
+    low = optim.lr * optim.min_lr_ratio
+    return low + 0.5 * (optim.lr - low) * (1 + math.cos(math.pi * epoch / (epochs - 1)))
+
+
 def _check_resume(meta: dict, cfg: SurrogateConfig, geometry, data_fingerprint) -> None:
     if meta.get("config", {}).get("model") != asdict(cfg.model):
         raise CheckpointError("resume: the checkpoint was trained with a different `model` "
@@ -336,6 +344,8 @@ def train(config: str | Path | dict | SurrogateConfig, train_data: Dataset, val_
             break
         _set_epoch(train_data, tsampler, tgen, cfg.train.seed, epoch)
         _set_epoch(val_data, vsampler, vgen, cfg.train.seed, 0)  # same val windows each epoch
+        for group in opt.param_groups:  # a function of the epoch alone: resume stays exact
+            group["lr"] = epoch_lr(cfg.optim, epoch, cfg.train.epochs)
         net.train()
         run, n = 0.0, 0
         for batch in tqdm(tl, desc=f"epoch {epoch + 1}", leave=False, disable=not show):
