@@ -349,6 +349,18 @@ def _r_median(pred: np.ndarray, true: np.ndarray, burn_in: int) -> tuple[float, 
     return float(np.median(pearson_r(t[keep], p[keep]))), int(keep.sum())
 
 
+def _speed(sur: dict, neuron_total: float, cell_s: float) -> dict:
+    """Surrogate timings, speed-ups and throughputs (simulated cell-seconds per wall second)."""
+    return {
+        "surrogate_wall_s": sur["wall_s"], "surrogate_walls_s": sur["walls_s"],
+        "surrogate_first_call_s": sur["first_call_s"], "surrogate_memory": sur["memory"],
+        "speedup": neuron_total / sur["wall_s"],
+        "speedup_first_call": neuron_total / sur["first_call_s"],
+        "neuron_cell_seconds_per_second": cell_s / neuron_total,
+        "surrogate_cell_seconds_per_second": cell_s / sur["wall_s"],
+    }
+
+
 def _compare(pred: dict, true: dict, burn_in: int) -> dict:
     from .evaluate import relative_rmse
 
@@ -422,12 +434,7 @@ def bench_single(ctx: BenchContext, duration_ms: float = 10000.0) -> dict:
         "position_um": pos[0].tolist(),
         "neuron_simulate_s": sim_s, "neuron_forward_s": fwd_s, "neuron_wall_s": neuron_total,
         "neuron_memory": sim_mem, "neuron_forward_memory": fwd_mem,
-        "surrogate_wall_s": sur["wall_s"], "surrogate_walls_s": sur["walls_s"],
-        "surrogate_first_call_s": sur["first_call_s"], "surrogate_memory": sur["memory"],
-        "speedup": neuron_total / sur["wall_s"],
-        "speedup_first_call": neuron_total / sur["first_call_s"],
-        "neuron_cell_seconds_per_second": cell_s / neuron_total,
-        "surrogate_cell_seconds_per_second": cell_s / sur["wall_s"],
+        **_speed(sur, neuron_total, cell_s),
         "neuron_simulate_s_per_cell_second": sim_s / cell_s,
         "neuron_forward_s_per_cell_second": fwd_s / cell_s,
         "burn_in_ms": float(b),
@@ -502,12 +509,7 @@ def bench_population(ctx: BenchContext, n_cells: int = 100, duration_ms: float =
         "neuron_simulate_walls_s": sim_walls,
         "neuron_simulate_s": sim_scaled, "neuron_forward_s": fwd_s, "neuron_wall_s": neuron_total,
         "neuron_memory_per_cell": sim_mem, "neuron_forward_memory": fwd_mem,
-        "surrogate_wall_s": sur["wall_s"], "surrogate_walls_s": sur["walls_s"],
-        "surrogate_first_call_s": sur["first_call_s"], "surrogate_memory": sur["memory"],
-        "speedup": neuron_total / sur["wall_s"],
-        "speedup_first_call": neuron_total / sur["first_call_s"],
-        "neuron_cell_seconds_per_second": cell_s / neuron_total,
-        "surrogate_cell_seconds_per_second": cell_s / sur["wall_s"],
+        **_speed(sur, neuron_total, cell_s),
         "neuron_forward_s_per_cell_second": fwd_s / cell_s,
         "burn_in_ms": float(b),
         "accuracy_subset": dict(_compare(pred_sub, true_sub, b), cells=k,

@@ -6,18 +6,14 @@ import json
 import math
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
 import torch
 
-import lfpsurrogate as lfps
 from lfpsurrogate.bench import (BenchError, make_context, plot_scaling, run_bench,
                                 write_performance_doc)
 from lfpsurrogate.cli import build_parser
-from lfpsurrogate.modelfolder import export_model_folder
-from lfpsurrogate.nn import build_model, fit_normalisation, save_checkpoint
 
-from conftest import make_stick_geometry
+from conftest import make_tiny_model_folder, make_stick_geometry
 
 TINY = dict(single_ms=200.0, pop_cells=3, pop_ms=150.0, neuron_cells=1, sweep_cells=(1, 2),
             sweep_durations_ms=(200.0,), sweep_long_population=None, repeats=1)
@@ -25,16 +21,8 @@ TINY = dict(single_ms=200.0, pop_cells=3, pop_ms=150.0, neuron_cells=1, sweep_ce
 
 @pytest.fixture(scope="module")
 def model_dir(pyramid, tmp_path_factory):
-    g = pyramid.geometry
-    torch.manual_seed(0)
-    model = build_model({"architecture": "ours", "hidden": 8, "layers": 2, "rank": 6,
-                         "first_kernel": 5, "local_features": 2}, g.n_channels, g.n_segments, g)
-    x = torch.from_numpy(lfps.poisson_inputs(g, 300, seed=0).values[None].astype(np.float32))
-    fit_normalisation(model, x, torch.randn(1, g.n_segments, 300) * 3 - 65)
-    root = tmp_path_factory.mktemp("bench_model")
-    save_checkpoint(root / "ckpt" / "best", model, config={}, cell_fingerprint=g.fingerprint)
-    return export_model_folder(root / "ckpt" / "best", g, root / "tiny_pyramid",
-                               sidecar_extra={"input_rate_hz": [0.5, 20.0]})
+    return make_tiny_model_folder(pyramid.geometry, tmp_path_factory.mktemp("bench_model"),
+                                  "tiny_pyramid")
 
 
 @pytest.fixture(scope="module")

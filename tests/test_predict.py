@@ -14,28 +14,18 @@ import torch
 import lfpsurrogate as lfps
 from lfpsurrogate.errors import InputError, ModelFolderError
 from lfpsurrogate.forward import forward_model
-from lfpsurrogate.modelfolder import export_model_folder, load_surrogate, write_manifest
-from lfpsurrogate.nn import build_model, fit_normalisation, save_checkpoint
+from lfpsurrogate.modelfolder import load_surrogate, write_manifest
 from lfpsurrogate.predict import predict_lfp
+
+from conftest import make_tiny_model_folder
 
 
 @pytest.fixture(scope="module")
 def model_dir(pyramid, tmp_path_factory):
     """A small (untrained but normalised) low-rank surrogate of pyramid_hh as a model folder."""
-    g = pyramid.geometry
-    torch.manual_seed(0)
-    model = build_model({"architecture": "ours", "hidden": 8, "layers": 2, "rank": 6,
-                         "first_kernel": 5, "local_features": 2}, g.n_channels, g.n_segments, g)
-    x = torch.from_numpy(lfps.poisson_inputs(g, 300, seed=0).values[None].astype(np.float32))
-    v = torch.randn(1, g.n_segments, 300) * 3 - 65
-    fit_normalisation(model, x, v)
-    with torch.no_grad():  # give the local pathway non-zero gains so folding is exercised
-        model.local_gain.normal_(0, 0.3)
-    root = tmp_path_factory.mktemp("model")
-    save_checkpoint(root / "ckpt" / "best", model, config={}, cell_fingerprint=g.fingerprint)
-    return export_model_folder(root / "ckpt" / "best", g, root / "tiny_pyramid",
-                               metrics={"note": "untrained"}, card="# tiny test model\n",
-                               sidecar_extra={"input_rate_hz": [0.5, 20.0]})
+    return make_tiny_model_folder(pyramid.geometry, tmp_path_factory.mktemp("model"),
+                                  "tiny_pyramid", local_gain_std=0.3,
+                                  metrics={"note": "untrained"}, card="# tiny test model\n")
 
 
 def test_voltages_and_signals_agree_with_forward_model(model_dir):

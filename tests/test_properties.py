@@ -33,10 +33,11 @@ import lfpsurrogate as lfps
 from lfpsurrogate.errors import GeometryError, InputError, LfpsurrogateError, ModelFolderError
 from lfpsurrogate.geometry import CellGeometry
 from lfpsurrogate.inputs import MAX_COUNT, validate_counts
-from lfpsurrogate.modelfolder import export_model_folder, load_surrogate, write_manifest
-from lfpsurrogate.nn import build_model, fit_normalisation, save_checkpoint
+from lfpsurrogate.modelfolder import load_surrogate, write_manifest
 from lfpsurrogate.predict import inputs_from_rates, predict_lfp
 from lfpsurrogate.probes import UNIT_SCALE, HeadModel, Probe, load_probe
+
+from conftest import make_tiny_model_folder
 
 torch.set_num_threads(1)
 
@@ -70,16 +71,8 @@ def report():
 @pytest.fixture(scope="module")
 def model_dir(pyramid, tmp_path_factory):
     """A tiny (untrained, normalised) low-rank surrogate of pyramid_hh as a model folder."""
-    g = pyramid.geometry
-    torch.manual_seed(0)
-    model = build_model({"architecture": "ours", "hidden": 8, "layers": 2, "rank": 6,
-                         "first_kernel": 5, "local_features": 2}, g.n_channels, g.n_segments, g)
-    x = torch.from_numpy(lfps.poisson_inputs(g, 200, seed=0).values[None].astype(np.float32))
-    fit_normalisation(model, x, torch.randn(1, g.n_segments, 200) * 3 - 65)
-    root = tmp_path_factory.mktemp("props")
-    save_checkpoint(root / "ckpt" / "best", model, config={}, cell_fingerprint=g.fingerprint)
-    return export_model_folder(root / "ckpt" / "best", g, root / "tiny", metrics={"n": 0},
-                               card="# tiny\n", sidecar_extra={"input_rate_hz": [0.5, 20.0]})
+    return make_tiny_model_folder(pyramid.geometry, tmp_path_factory.mktemp("props"),
+                                  metrics={"n": 0}, card="# tiny\n")
 
 
 @pytest.fixture(scope="module")
