@@ -19,8 +19,9 @@ Definitions (x = truth, y = prediction, per channel over pooled bins):
   -55 mV (``min(v, -55)``), as in the ELM neuron paper (Spieler et al. 2024).
 - ``spike_auc``: ROC AUC of the per-bin spike logit against per-bin labels (bin holds a
   somatic spike), Mann–Whitney rank statistic with tied scores given their mean rank.
-- ``spike_f1``: predicted spikes are the bins where sigmoid(logit) crosses 0.5 upwards
-  (p[t] >= 0.5 > p[t-1]); they are matched one-to-one to the true spikes when the two bins
+- ``spike_f1``: predicted spikes are the bins where the logit crosses the model's
+  ``spike_logit_threshold`` upwards (0, i.e. p = 0.5, unless the model folder sets one,
+  calibrated on the validation split for the best F1); they are matched one-to-one to the true spikes when the two bins
   differ by at most 2 ms (times on the bin grid: a spike in bin k is at k·bin_ms).
   F1 = 2 TP / (2 TP + FP + FN); undefined (null) when there are no true and no predicted
   spikes. A prediction matched to a true spike inside the burn-in counts neither way.
@@ -358,8 +359,10 @@ class Evaluator:
 
     def __init__(self, geometry: CellGeometry, burn_in: int, bin_ms: float = 1.0,
                  signals: SignalMatrices | None = None, *,
-                 tolerance_ms: float = SPIKE_TOLERANCE_MS, keep_example: bool = True) -> None:
+                 tolerance_ms: float = SPIKE_TOLERANCE_MS, keep_example: bool = True,
+                 spike_threshold: float = 0.0) -> None:
         self.geometry = geometry
+        self.spike_threshold = float(spike_threshold)  # logit at which a spike is called
         self.burn_in = int(burn_in)
         self.bin_ms = float(bin_ms)
         self.signals = signals
@@ -371,6 +374,7 @@ class Evaluator:
         self.sig = {name: _Moments() for name in (signals.slices if signals else ())}
         self.soma_sq, self.n_bins, self.n_samples = 0.0, 0, 0
         self.logits: list[np.ndarray] = []
+        self.spike_bins: list[np.ndarray] = []
         self.labels: list[np.ndarray] = []
         self.tp = self.fp = self.fn = 0
         self.keep_example = keep_example
@@ -411,14 +415,30 @@ class Evaluator:
             labels[bins[(bins >= 0) & (bins < n_time)]] = True
             self.logits.append(logit[b:])
             self.labels.append(labels[b:])
-            tp, fp, fn = spike_counts(logit, bins, b, self.tolerance_bins)
+            tp, fp, fn = spike_counts(logit - self.spike_threshold, bins, b, self.tolerance_bins)
             self.tp, self.fp, self.fn = self.tp + tp, self.fp + fp, self.fn + fn
+            self.spike_bins.append(bins[bins >= b] - b)
         if self.keep_example and self.example is None:
             self.example = {"v_hat": v_hat, "v_true": v_true, "burn_in": b, "bin_ms": self.bin_ms,
                             "spike_logit": None if spike_logit is None else np.asarray(spike_logit, float)}
             if sig_hat is not None:
                 self.example.update(signals_hat=sig_hat, signals_true=sig_true)
         self.n_samples += 1
+
+    def best_spike_threshold(self, grid: np.ndarray | None = None) -> float:
+        """The logit threshold that maximises spike F1 over the samples added so far (the
+        BCE pos_weight leaves the logit biased towards spikes, so 0 over-calls them)."""
+        grid = np.arange(-2.0, 12.01, 0.25) if grid is None else np.asarray(grid, float)
+        best, best_f1 = 0.0, -1.0
+        for thr in grid:
+            tp = fp = fn = 0
+            for logit, bins in zip(self.logits, self.spike_bins):
+                a, b, c = spike_counts(logit - thr, bins, 0, self.tolerance_bins)
+                tp, fp, fn = tp + a, fp + b, fn + c
+            f1 = spike_f1(tp, fp, fn)
+            if f1 is not None and not math.isnan(f1) and f1 > best_f1:
+                best, best_f1 = float(thr), f1
+        return best
 
     def per_segment_rmse(self) -> np.ndarray:
         return self.v.rmse()
@@ -442,6 +462,7 @@ class Evaluator:
             out["spike_recall"] = self.tp / (self.tp + self.fn) if self.tp + self.fn else math.nan
             out["n_true_spikes"] = self.tp + self.fn
             out["n_predicted_spikes"] = self.tp + self.fp
+            out["spike_logit_threshold"] = self.spike_threshold
         out.update({
             "v_rmse_mv_median": _median(rmse),
             "v_r_median": _median(self.v.r()),
@@ -502,7 +523,8 @@ def evaluate_model(model, geometry: CellGeometry, store: str | Path, split: str 
                    n_samples: int | None = None, batch_size: int = 4, device: str = "cpu",
                    burn_in_ms: float | None = None, out_dir: str | Path | None = None,
                    probes: dict | None = None, position=CELL_POSITION,
-                   cell_fingerprint: str | None = None) -> dict[str, Any]:
+                   cell_fingerprint: str | None = None, spike_threshold: float = 0.0,
+                   calibrate_spikes: bool = False) -> dict[str, Any]:
     """Run ``model`` free over the held-out samples of ``store`` and score it.
 
     model: a torch Module, ``forward(x (batch, channel, T) float32) -> {"v": (batch, segment,
@@ -550,7 +572,7 @@ def evaluate_model(model, geometry: CellGeometry, store: str | Path, split: str 
                               f"of {burn_in * bin_ms} ms (receptive field "
                               f"{getattr(model, 'receptive_field', 0)} bins).")
     signals = signal_matrices(geometry, probes, position)
-    ev = Evaluator(geometry, burn_in, bin_ms, signals)
+    ev = Evaluator(geometry, burn_in, bin_ms, signals, spike_threshold=spike_threshold)
 
     g = zarr.open_group(str(store), mode="r")
     arr_in, arr_v, arr_s = g["inputs"], g["v"], g["spikes"]
@@ -574,6 +596,8 @@ def evaluate_model(model, geometry: CellGeometry, store: str | Path, split: str 
             ev.add(v_hat[j], v_true[j], logit[j], _true_spike_bins(spikes[j]))
 
     res = ev.result()
+    if calibrate_spikes and ev.logits:
+        res["spike_logit_threshold_best"] = ev.best_spike_threshold()
     n_total = len(samples)
     res.update({
         "split": split, "store": str(store),
@@ -607,7 +631,7 @@ DEFINITIONS = {
     "burn_in": "first max(receptive field, 50 ms) bins of each sample excluded everywhere",
     "pooling": "per channel, post-burn-in bins of all samples pooled into one series",
     "soma_rmse_mv": "RMSE of soma v, prediction and truth clipped from above at -55 mV",
-    "spike_f1": "upward crossings of sigmoid(logit)=0.5 matched one-to-one within +-2 ms",
+    "spike_f1": "upward crossings of the spike logit threshold (spike_logit_threshold) matched one-to-one within +-2 ms",
     "imem": "true imem = vmem_to_imem @ stored v (stores keep v only)",
     "dipole_r": "mean of per-axis r weighted by true per-axis variance",
     "tuft": "apical segments with midpoint z > 0.6 x max apical midpoint z (canonical frame)",
@@ -620,10 +644,12 @@ DEFINITIONS = {
 
 def evaluate(model: str | Path, store: str | Path, split: str = "test", *,
              n_samples: int | None = None, out_dir: str | Path | None = None,
-             batch_size: int = 4, device: str = "cpu") -> dict[str, Any]:
+             batch_size: int = 4, device: str = "cpu", spike_threshold: float | None = None,
+             calibrate_spikes: bool = False) -> dict[str, Any]:
     """Load a surrogate (model folder, shipped name or training checkpoint) and evaluate it
     on ``store`` (see :func:`evaluate_model`). Adds the model's fingerprint (sha256 of the
-    weights file, 16 hex), architecture and parameter count."""
+    weights file, 16 hex), architecture and parameter count. The spike logit threshold is
+    ``spike_threshold``, else the model sidecar's ``spike_logit_threshold``, else 0."""
     from .data import store_geometry
     from .data.store import read_attrs
     from .modelfolder import load_surrogate
@@ -637,7 +663,10 @@ def evaluate(model: str | Path, store: str | Path, split: str = "test", *,
     loaded = load_surrogate(model, geometry=geometry, device=device)
     res = evaluate_model(loaded.model, loaded.geometry, store, split, n_samples=n_samples,
                          out_dir=out_dir, batch_size=batch_size, device=device,
-                         cell_fingerprint=loaded.sidecar.get("cell_fingerprint"))
+                         cell_fingerprint=loaded.sidecar.get("cell_fingerprint"),
+                         spike_threshold=(spike_threshold if spike_threshold is not None else
+                                          float(loaded.sidecar.get("spike_logit_threshold", 0.0))),
+                         calibrate_spikes=calibrate_spikes)
     res.update({
         "model": str(loaded.path),
         "model_fingerprint": loaded.fingerprint,

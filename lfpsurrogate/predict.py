@@ -438,9 +438,10 @@ def _to_dataset(fwd, result, p_cell, logit, signals, geometry, loaded, n_bins, t
         ds = ds.assign_coords(segment=np.arange(geometry.n_segments), region=("segment", geometry.region))
     if "spikes" in signals:
         prob = torch.sigmoid(logit).detach().cpu().numpy()
-        above = prob >= 0.5
+        threshold = float(loaded.sidecar.get("spike_logit_threshold", 0.0))
+        above = logit.detach().cpu().numpy() >= threshold  # calibrated per model (validation F1)
         onset = above & ~np.concatenate([np.zeros((above.shape[0], 1), bool), above[:, :-1]], axis=1)
-        ds["spikes"] = (("cell", "time"), onset.astype(np.int8), {"units": "spikes per bin", "long_name": "predicted somatic spikes (onsets of p >= 0.5)"})
+        ds["spikes"] = (("cell", "time"), onset.astype(np.int8), {"units": "spikes per bin", "long_name": "predicted somatic spikes (upward crossings of the model's calibrated logit threshold)"})
         ds["spike_probability"] = (("cell", "time"), prob, {"units": "1"})
     ds.attrs.update(source="surrogate", model=loaded.name, model_fingerprint=loaded.fingerprint,
                     architecture=str(loaded.sidecar.get("architecture")), bin_ms=bin_ms,

@@ -315,3 +315,24 @@ def test_refuses_empty_split_and_missing_store(store, geom, tmp_path):
         evaluate(ck, tmp_path / "ck")  # a folder that is not a dataset store
     with pytest.raises(LfpsurrogateError, match="unknown split"):
         evaluate(ck, store, "bogus")
+
+
+def test_spike_threshold_calibration_recovers_a_biased_logit(stick):
+    from lfpsurrogate.evaluate import Evaluator
+
+    rng = np.random.default_rng(0)
+    n_time, burn_in = 400, 20
+    true_bins = np.array([50, 120, 200, 310])
+    logit = rng.uniform(0.0, 2.0, n_time)  # biased up: p > 0.5 almost everywhere
+    logit[true_bins] = 4.0
+    v = np.zeros((stick.n_segments, n_time))
+    ev = Evaluator(stick, burn_in)
+    ev.add(v + rng.normal(0, 1, v.shape), v + rng.normal(0, 1, v.shape), logit, true_bins)
+    at_zero = ev.result()["spike_f1"]
+    best = ev.best_spike_threshold()
+    assert 2.0 <= best < 4.0
+    calibrated = Evaluator(stick, burn_in, spike_threshold=best)
+    calibrated.add(v + 1.0, v, logit, true_bins)
+    result = calibrated.result()
+    assert result["spike_f1"] == 1.0 and at_zero < 0.2
+    assert result["spike_logit_threshold"] == best
