@@ -25,6 +25,9 @@ Definitions (x = truth, y = prediction, per channel over pooled bins):
   differ by at most 2 ms (times on the bin grid: a spike in bin k is at k·bin_ms).
   F1 = 2 TP / (2 TP + FP + FN); undefined (null) when there are no true and no predicted
   spikes. A prediction matched to a true spike inside the burn-in counts neither way.
+- ``firing_rate_true_hz``, ``firing_rate_predicted_hz``: somatic spikes per second of
+  evaluated (post-burn-in) time, true and predicted (the spikes counted for F1);
+  ``firing_rate_rel_error`` = predicted / true - 1.
 - ``v_rmse_mv_median``, ``v_explained_variance_median``: medians over segments of the
   per-segment RMSE and of 1 - var(y - x) / var(x).
 - ``v_explained_variance_by_region``: the same median within each region (see
@@ -463,6 +466,11 @@ class Evaluator:
             out["n_true_spikes"] = self.tp + self.fn
             out["n_predicted_spikes"] = self.tp + self.fp
             out["spike_logit_threshold"] = self.spike_threshold
+            seconds = self.n_bins * self.bin_ms / 1000.0
+            out["firing_rate_true_hz"] = (self.tp + self.fn) / seconds
+            out["firing_rate_predicted_hz"] = (self.tp + self.fp) / seconds
+            out["firing_rate_rel_error"] = ((self.fp - self.fn) / (self.tp + self.fn)
+                                            if self.tp + self.fn else math.nan)
         out.update({
             "v_rmse_mv_median": _median(rmse),
             "v_r_median": _median(self.v.r()),
@@ -632,6 +640,9 @@ DEFINITIONS = {
     "pooling": "per channel, post-burn-in bins of all samples pooled into one series",
     "soma_rmse_mv": "RMSE of soma v, prediction and truth clipped from above at -55 mV",
     "spike_f1": "upward crossings of the spike logit threshold (spike_logit_threshold) matched one-to-one within +-2 ms",
+    "firing_rate_true_hz": "true somatic spikes per second of evaluated (post-burn-in) time",
+    "firing_rate_predicted_hz": "predicted somatic spikes (those counted for spike_f1) per second of evaluated time",
+    "firing_rate_rel_error": "predicted / true firing rate - 1",
     "imem": "true imem = vmem_to_imem @ stored v (stores keep v only)",
     "dipole_r": "mean of per-axis r weighted by true per-axis variance",
     "tuft": "apical segments with midpoint z > 0.6 x max apical midpoint z (canonical frame)",

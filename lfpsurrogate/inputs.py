@@ -2,8 +2,17 @@
 
 Channels follow the layout of Beniaguev et al. (2021): ``[excitatory slot of input segment
 0..N-1, inhibitory slot of input segment 0..N-1]`` (see ``CellGeometry.input_segments``).
-Rates are per slot, in Hz; a slot's rate scales with its segment's length (synapse density
-per µm is uniform), normalised so that the mean over slots equals the requested rate.
+Rates are per slot, in Hz. A slot's rate scales with its segment's lateral membrane area
+pi * d * L (a uniform density of synapses per µm² of dendritic membrane), normalised so that
+the mean over slots equals the requested rate. Area rather than length because spine
+(synapse) density per µm grows with dendritic diameter (Konur et al. 2003, J Neurosci
+23:8103): thick trunks receive more input per µm than thin terminal branches. With a
+uniform density per µm, reconstructed branches as thin as 0.07 µm (artefacts of the
+tracing) received as much input per µm as the trunk and sat in NMDA plateaus above -30 mV for
+most of the time. Area scaling alone still left one such branch (0.07 µm, high input
+impedance) in self-sustained NMDA plateaus, so slots on segments thinner than
+MIN_SYNAPSE_DIAMETER_UM receive no input: real dendrites are rarely thinner than ~0.2 µm and
+light-microscopy reconstructions cannot resolve less (``docs/inputs.md`` has the figures).
 """
 from __future__ import annotations
 
@@ -19,6 +28,7 @@ from .geometry import CellGeometry
 PROTOCOLS = ("constant", "modulated", "piecewise", "clustered", "mixed")
 MAX_COUNT = 255  # counts are stored as uint8
 MAX_RATE_HZ = 1e5  # per synapse slot: far above any physiological rate
+MIN_SYNAPSE_DIAMETER_UM = 0.2  # thinner segments are tracing artefacts: their slots get no input
 
 
 def _geometry(cell_or_geometry) -> CellGeometry:
@@ -87,10 +97,17 @@ def check_count_values(arr: np.ndarray, name: str = "inputs") -> None:
                          f"at most {MAX_COUNT} are supported (counts per bin per synapse slot).")
 
 
-def _slot_weights(geom: CellGeometry) -> np.ndarray:
-    length = geom.length[geom.input_segments]
-    length = np.maximum(length, 1e-3)
-    return length / length.mean()
+def slot_weights(geom: CellGeometry) -> np.ndarray:
+    """Relative rate of each input slot (mean 1): its segment's lateral membrane area
+    pi * d * L (µm²) over the mean area of all input segments; 0 for segments thinner than
+    MIN_SYNAPSE_DIAMETER_UM (unless every segment is that thin)."""
+    seg = geom.input_segments
+    d = geom.d[seg]
+    area = np.pi * np.maximum(d, 1e-3) * np.maximum(geom.length[seg], 1e-3)
+    thin = d < MIN_SYNAPSE_DIAMETER_UM
+    if not thin.all():
+        area = np.where(thin, 0.0, area)
+    return area / area.mean()
 
 
 def _smooth_series(rng: np.random.Generator, n_bins: int, bin_ms: float, tau_ms: float) -> np.ndarray:
@@ -147,12 +164,12 @@ def poisson_rates(
     rng = np.random.default_rng(seed)
     if protocol == "mixed":
         protocol = str(rng.choice(["constant", "modulated", "piecewise", "clustered"]))
-    w = _slot_weights(geom)
+    w = slot_weights(geom)
     n = len(w)
     params: dict[str, Any] = {"protocol": protocol, "seed": int(seed), "bin_ms": bin_ms,
                               "rate_exc_hz": rate_exc_hz, "rate_inh_hz": rate_inh_hz}
     # overall drive and E/I balance: drawn around the requested rates for variety
-    exc_scale = rng.lognormal(0.0, 0.35)
+    exc_scale = rng.lognormal(0.0, 0.5)
     ei_ratio = rng.uniform(0.6, 1.6)
     params.update(exc_scale=float(exc_scale), inh_over_exc_scale=float(ei_ratio))
     base_e = rate_exc_hz * exc_scale * w[:, None]
@@ -162,7 +179,7 @@ def poisson_rates(
     space_e = np.ones(n)
     space_i = np.ones(n)
     if protocol == "modulated":
-        tau = float(rng.uniform(20, 300))
+        tau = float(np.exp(rng.uniform(np.log(5.0), np.log(300.0))))  # fast: synchrony
         depth = float(rng.uniform(0.3, 0.9))
         s = _smooth_series(rng, n_bins, bin_ms, tau)
         time_e = np.exp(depth * s - depth**2 / 2)

@@ -299,7 +299,7 @@ def predict_lfp(
     # first changes nothing but the float32 cancellation error around -65 mV
     v_ref = float(loaded.model.v_mean.mean())
     want_v = "v" in signals or "imem" in signals
-    fold = fold_readout and not want_v and hasattr(loaded.model, "readout_parts")
+    fold = fold_readout and not want_v and callable(getattr(loaded.model, "readout_parts", None))
 
     grad = torch.enable_grad() if return_tensors else torch.no_grad()
     outs: dict[str, list] = {"lfp": [], "p_cell": [], "v": [], "logit": []}

@@ -38,11 +38,26 @@ def test_mean_rate_matches_request(geom):
     assert inh == pytest.approx(2 * params["exc_scale"] * params["inh_over_exc_scale"], rel=0.05)
 
 
-def test_rates_scale_with_segment_length(geom):
-    rate_e, _, _ = poisson_rates(geom, 10, seed=0, protocol="constant")
-    length = geom.length[geom.input_segments]
-    ratio = rate_e[:, 0] / length
+def test_rates_scale_with_membrane_area_and_skip_artefactually_thin_segments():
+    from lfpsurrogate.geometry import CellGeometry
+
+    stick = make_stick_geometry(n=6)
+    d = np.array([20.0, 2.0, 1.0, 0.5, 0.07, 3.0, 0.19])  # two below 0.2 µm
+    z = stick.z.copy()
+    z[:, 1] = z[:, 0] + np.array([20.0, 10.0, 40.0, 5.0, 30.0, 15.0, 25.0])
+    geom = CellGeometry(name="areas", x=stick.x, y=stick.y, z=z, d=d, section=stick.section,
+                        region=stick.region, vmem_to_imem=stick.vmem_to_imem,
+                        input_segments=stick.input_segments)
+    rate_e, rate_i, _ = poisson_rates(geom, 10, seed=0, protocol="constant")
+    length = z[:, 1] - z[:, 0]
+    area = np.pi * d * length  # lateral membrane area, µm², written out here
+    thick = d >= 0.2
+    assert np.all(rate_e[~thick] == 0) and np.all(rate_i[~thick] == 0)
+    ratio = rate_e[thick, 0] / area[thick]
     assert np.allclose(ratio, ratio[0])
+    # the mean over all slots (zeros included) is still the requested rate x drawn scale
+    params = poisson_rates(geom, 10, seed=0, protocol="constant")[2]
+    assert rate_e[:, 0].mean() == pytest.approx(5.0 * params["exc_scale"])
 
 
 def test_protocols_vary_in_time_and_space(geom):

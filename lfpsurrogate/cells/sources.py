@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from pathlib import Path
 from typing import Callable
@@ -158,7 +159,9 @@ def stage_bbp_folder(spec: CellSpec) -> Path:
     )
     target = stage / "synapses" / "synapses.hoc"
     if not target.exists() or target.read_text() != body:
-        tmp = target.with_suffix(".tmp")
+        # a temporary name of this process's own: several processes (dask workers) may
+        # stage the same cell at once, and each rename must find its own file
+        tmp = target.with_name(f"synapses.{os.getpid()}.tmp")
         tmp.write_text(body)
         tmp.replace(target)
     return stage

@@ -31,7 +31,7 @@ from ..geometry import CellGeometry
 from ..inputs import PROTOCOLS
 
 STORE_FORMAT = "lfpsurrogate-dataset"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: inputs scale with membrane area (inputs.slot_weights)
 SPLITS = ("train", "val", "test", "shift")
 SPLIT_CODES = {name: k for k, name in enumerate(SPLITS)}
 DTYPES = ("float32", "float16")

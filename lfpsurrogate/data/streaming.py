@@ -116,6 +116,20 @@ class WindowDataset(torch.utils.data.Dataset):
             "start": torch.tensor(start),
         }
 
+    def whole_samples(self, limit: int | None = None, seed: int = 0):
+        """Yield whole samples of this split (dicts of numpy ``inputs`` (channel, T),
+        ``v`` (segment, T), ``spikes`` (T,)), at most ``limit`` of them, drawn at random
+        (seeded) when there are more; for closed-form fits that need every lag."""
+        rows = self._rows
+        if limit and limit < len(rows):
+            pick = np.random.default_rng(seed).choice(len(rows), size=limit, replace=False)
+            rows = rows[np.sort(pick)]
+        for store, sample, _ in rows:
+            a = self._arrays(int(store))
+            yield {"inputs": np.asarray(a["inputs"][int(sample)], dtype=np.float32),
+                   "v": np.asarray(a["v"][int(sample)], dtype=np.float32),
+                   "spikes": np.asarray(a["spikes"][int(sample)], dtype=np.float32)}
+
     def __getstate__(self) -> dict:  # handles are per process: never pickled
         state = self.__dict__.copy()
         state["_handles"], state["_pid"] = None, None

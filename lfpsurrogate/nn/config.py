@@ -14,7 +14,7 @@ from typing import Any
 
 from ..errors import LfpsurrogateError
 
-ARCHITECTURES = ("tcn", "hps", "mmoe", "mmoeex", "ours")
+ARCHITECTURES = ("tcn", "hps", "mmoe", "mmoeex", "ours", "linear", "spiking")
 
 
 class ConfigError(LfpsurrogateError, ValueError):
@@ -57,6 +57,16 @@ class ModelConfig:
     local_features: int = _f(8, lo=0, doc="ours: shared causal filters of each segment's "
                              "own synaptic input (0: no local pathway)")
     train_basis: bool = _f(True, doc="ours: learn the basis after initialisation")
+    n_bumps: int = _f(6, lo=0, doc="linear/spiking: raised-cosine input filters besides the "
+                      "delta (log-time axis)")
+    input_modes: int = _f(64, lo=1, doc="linear/spiking: smooth input patterns per synapse "
+                          "kind that the linear pathway filters (see nn/linear.py)")
+    max_lag_ms: float = _f(120.0, lo=1.0, doc="linear/spiking: longest lag of the input "
+                           "filters, ms")
+    spike_history_ms: float = _f(30.0, lo=1.0, doc="spiking: length of the spike history "
+                                 "(refractoriness, bursts) filter, ms")
+    waveform_ms: float = _f(30.0, lo=1.0, doc="spiking: length of each segment's "
+                            "spike-triggered voltage waveform, ms")
     seed: int = _f(0, lo=0, doc="seed of initialisation and the mmoeex mask")
 
 
@@ -108,6 +118,13 @@ class TrainConfig:
     precision: str = _f("auto", choices=("auto", "fp32", "bf16", "fp16"),
                         doc="autocast dtype on GPU; CPU always runs fp32")
     stats_windows: int = _f(64, lo=1, doc="training windows used for normalisation statistics")
+    scheduled_sampling: float = _f(0.0, lo=0.0, hi=1.0, doc="spiking: probability of feeding "
+                                   "the model's own spikes back instead of the true ones, "
+                                   "ramped linearly from 0 at the first epoch to this")
+    closed_form_samples: int = _f(0, lo=0, doc="linear/spiking: whole training samples for "
+                                  "the closed-form fit (0: all)")
+    closed_form_stride: int = _f(4, lo=1, doc="linear/spiking: use every n-th bin in the "
+                                 "closed-form normal equations")
     seed: int = _f(0, lo=0)
 
 

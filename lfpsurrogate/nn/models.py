@@ -5,9 +5,11 @@ from typing import Any
 
 from .base import Surrogate
 from .config import ARCHITECTURES, ConfigError, ModelConfig, model_config
+from .linear import LinearSurrogate
 from .lowrank import LowRankSurrogate
 from .mmoe import MMoEExSurrogate, MMoESurrogate
 from .sharing import HPSSurrogate
+from .spiking import SpikingSurrogate
 from .tcn import TCNSurrogate
 
 MODELS: dict[str, type[Surrogate]] = {
@@ -16,6 +18,8 @@ MODELS: dict[str, type[Surrogate]] = {
     "mmoe": MMoESurrogate,
     "mmoeex": MMoEExSurrogate,
     "ours": LowRankSurrogate,
+    "linear": LinearSurrogate,
+    "spiking": SpikingSurrogate,
 }
 assert set(MODELS) == set(ARCHITECTURES)
 

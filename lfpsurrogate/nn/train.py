@@ -131,6 +131,15 @@ def _set_epoch(data: Dataset, sampler, gen: torch.Generator, seed: int, epoch: i
     gen.manual_seed(seed * 1_000_003 + epoch)
 
 
+def whole_samples(data: Dataset, limit: int = 0, seed: int = 0):
+    """Whole samples of a dataset for closed-form fits: ``data.whole_samples`` where the
+    dataset has it (WindowDataset), else its items (each window taken as a sample)."""
+    if hasattr(data, "whole_samples"):
+        return list(data.whole_samples(limit or None, seed))
+    n = len(data) if not limit else min(limit, len(data))
+    return [data[i] for i in range(n)]
+
+
 def _to(batch: dict, device: torch.device) -> dict:
     return {k: batch[k].to(device, non_blocking=True).float() for k in ("inputs", "v", "spikes")}
 
@@ -317,6 +326,12 @@ def train(config: str | Path | dict | SurrogateConfig, train_data: Dataset, val_
         stats = _stats_sample(train_data, cfg.train.stats_windows, cfg.train.seed)
         fit_normalisation(model, stats["inputs"], stats["v"])
         loss_fn.fit(stats["v"], stats["spikes"])
+        if hasattr(model, "fit_closed_form"):  # linear / spiking: ridge fit of the readout
+            model.fit_closed_form(
+                whole_samples(train_data, cfg.train.closed_form_samples, cfg.train.seed),
+                whole_samples(val_data, max(4, cfg.train.closed_form_samples // 4),
+                              cfg.train.seed),
+                stride=cfg.train.closed_form_stride, progress=progress and env.main)
     model.to(dev)
     loss_fn.to(dev)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
@@ -337,6 +352,22 @@ def train(config: str | Path | dict | SurrogateConfig, train_data: Dataset, val_
     if not (resume and has_last):  # metrics of the untrained (normalised) model
         initial = {f"val_{k}": v for k, v in
                    evaluate_batches(model, vl, loss_fn, burn_in, dev, env, autocast).items()}
+    if getattr(model, "closed_form", False):  # nothing to learn by gradient: one "epoch"
+        metrics = {"epoch": 1, "train_loss": float("nan"), **{
+            f"val_{k}": v for k, v in
+            evaluate_batches(model, vl, loss_fn, burn_in, dev, env, autocast).items()}}
+        history = [metrics]
+        if env.main:
+            extra = {"history": history, "initial_metrics": initial, "closed_form": True,
+                     "best_val_loss": metrics["val_loss"], "bad_epochs": 0,
+                     "stopped_early": False}
+            save_checkpoint(best, model, epoch=1, metrics=metrics, **common, extra=extra)
+            save_checkpoint(last, model, epoch=1, metrics=metrics, optimizer=opt,
+                            training_state=_state_tensors(loss_fn, dev), **common, extra=extra)
+        return TrainResult(model=model.eval(), history=history, best_metrics=metrics,
+                           best_path=out_dir / "best.json", last_path=out_dir / "last.json",
+                           initial_metrics=initial)
+    feedback = getattr(model, "uses_spike_feedback", False)
     epochs = tqdm(range(start_epoch, cfg.train.epochs), desc="epochs", disable=not show,
                   initial=start_epoch, total=cfg.train.epochs)
     for epoch in epochs:
@@ -348,10 +379,17 @@ def train(config: str | Path | dict | SurrogateConfig, train_data: Dataset, val_
             group["lr"] = epoch_lr(cfg.optim, epoch, cfg.train.epochs)
         net.train()
         run, n = 0.0, 0
+        own = cfg.train.scheduled_sampling * (epoch / max(cfg.train.epochs - 1, 1))
+        own_gen = torch.Generator().manual_seed(cfg.train.seed * 7919 + epoch)
         for batch in tqdm(tl, desc=f"epoch {epoch + 1}", leave=False, disable=not show):
             batch = _to(batch, dev)
             with autocast():
-                out = net(batch["inputs"])
+                if feedback:  # teacher forcing, or (scheduled sampling) the model's own spikes
+                    fed = (model.free_spikes(batch["inputs"]) if own > 0 and
+                           float(torch.rand((), generator=own_gen)) < own else batch["spikes"])
+                    out = net(batch["inputs"], spikes=fed)
+                else:
+                    out = net(batch["inputs"])
             loss, _ = loss_fn(out, batch, burn_in)
             opt.zero_grad(set_to_none=True)
             if scaler is not None:

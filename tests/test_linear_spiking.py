@@ -1,0 +1,187 @@
+"""The ``linear`` (closed-form kernel) and ``spiking`` surrogates: filters, the ridge fit,
+the free-running spike generator, teacher forcing, training, firing-rate metrics."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from lfpsurrogate.evaluate import Evaluator
+from lfpsurrogate.nn import build_model, fit_normalisation, load_model, train
+from lfpsurrogate.nn.linear import causal_filter, raised_cosine_basis
+from lfpsurrogate.nn.spiking import free_run
+from lfpsurrogate.nn.synthetic import chain_geometry, synthetic_datasets
+
+torch.set_num_threads(1)
+
+SMALL = {"rank": 6, "n_bumps": 3, "max_lag_ms": 20, "input_modes": 6, "hidden": 8,
+         "layers": 2, "first_kernel": 5, "spike_history_ms": 8, "waveform_ms": 6}
+
+
+def test_raised_cosine_basis_is_a_delta_then_unit_bumps_later_and_wider():
+    b = raised_cosine_basis(4, 30.0)
+    assert b.shape == (5, 31)
+    assert b[0, 0] == 1 and np.all(b[0, 1:] == 0)
+    assert np.allclose(b.sum(1), 1.0) and np.all(b[1:, 0] == 0) and np.all(b >= 0)
+    centre = (b[1:] * np.arange(31)).sum(1)
+    width = (b[1:] > 1e-3).sum(1)
+    assert np.all(np.diff(centre) > 0)
+    assert np.all(np.diff(width[:-1]) >= 0)  # log-time: later bumps are wider (the last is cut at max_lag)
+
+
+def test_causal_filter_equals_numpy_convolution():
+    rng = np.random.default_rng(0)
+    x = rng.poisson(0.3, (2, 3, 150)).astype(np.float32)
+    basis = raised_cosine_basis(3, 25.0)
+    y = causal_filter(torch.from_numpy(x), torch.from_numpy(basis).float()).numpy()
+    for b in range(2):
+        for c in range(3):
+            for f in range(basis.shape[0]):
+                ref = np.convolve(x[b, c], basis[f])[:150]  # full convolution, causal part
+                assert np.allclose(y[b, c, f], ref, atol=1e-5)
+
+
+def _known_linear_cell(geom, n, t_len, seed):
+    """Voltages made by a known kernel model written out here with numpy: each segment's
+    voltage is a fixed mix of its own and its neighbours' exponentially filtered inputs."""
+    rng = np.random.default_rng(seed)
+    x = rng.poisson(0.05, (n, geom.n_channels, t_len)).astype(np.float32)
+    kern = np.exp(-np.arange(20) / 4.0)
+    filt = np.stack([[np.convolve(x[i, c], kern)[:t_len] for c in range(geom.n_channels)]
+                     for i in range(n)])
+    ns = geom.n_segments
+    exc, inh = filt[:, :ns], filt[:, ns:]
+    mix = np.exp(-np.abs(np.subtract.outer(np.arange(ns), np.arange(ns))) / 3.0)
+    v = -65 + 2.0 * np.einsum("st,btk->bsk", mix, exc) - 1.0 * np.einsum("st,btk->bsk", mix, inh)
+    return [{"inputs": x[i], "v": v[i].astype(np.float32), "spikes": np.zeros(t_len, np.float32)}
+            for i in range(n)]
+
+
+def test_closed_form_fit_recovers_a_linear_cell():
+    geom = chain_geometry(8)
+    tr = _known_linear_cell(geom, 12, 400, 0)
+    va = _known_linear_cell(geom, 3, 400, 1)
+    model = build_model({**SMALL, "architecture": "linear", "rank": 8, "input_modes": 8},
+                        geom.n_channels, geom.n_segments, geom)
+    fit_normalisation(model, np.stack([s["inputs"] for s in tr]), np.stack([s["v"] for s in tr]))
+    untrained = model(torch.from_numpy(va[0]["inputs"])[None])["v"].detach()
+    model.fit_closed_form(tr, va, stride=1)
+    with torch.no_grad():
+        pred = model(torch.from_numpy(va[0]["inputs"])[None])["v"][0].numpy()
+    truth = va[0]["v"]
+    burn = model.receptive_field
+    err = pred[:, burn:] - truth[:, burn:]
+    rel = (err**2).mean() / truth[:, burn:].var()
+    assert rel < 0.02, rel  # the exponential kernel is not exactly in the basis span
+    before = ((untrained[0].numpy() - truth)[:, burn:] ** 2).mean() / truth[:, burn:].var()
+    assert before > 0.5
+
+
+def _reference_free_run(drive, history):
+    """The spike rule written as a plain loop: spike where the logit crosses 0 upwards."""
+    b, t_len = drive.shape
+    s = np.zeros((b, t_len))
+    logit = np.zeros((b, t_len))
+    for i in range(b):
+        prev = -1.0
+        for t in range(t_len):
+            val = drive[i, t] + sum(history[k - 1] * s[i, t - k]
+                                    for k in range(1, len(history) + 1) if t - k >= 0)
+            s[i, t] = float(val >= 0 and prev < 0)
+            logit[i, t] = val
+            prev = val
+    return logit, s
+
+
+def test_free_run_matches_a_reference_loop():
+    rng = np.random.default_rng(3)
+    drive = rng.normal(-1.0, 2.0, (3, 200))
+    history = np.r_[-20.0, -10.0, -4.0, 1.5, 0.5]
+    logit, s = free_run(torch.from_numpy(drive).float(), torch.from_numpy(history).float())
+    ref_logit, ref_s = _reference_free_run(drive, history)
+    assert s.sum() > 10
+    assert np.array_equal(s.numpy(), ref_s)
+    assert np.allclose(logit.numpy(), ref_logit, atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def spiking_model():
+    geom = chain_geometry(10)
+    torch.manual_seed(0)
+    model = build_model({**SMALL, "architecture": "spiking"}, geom.n_channels,
+                        geom.n_segments, geom).eval()
+    with torch.no_grad():
+        model.b_spike.fill_(0.5)
+        model.soma_gain.fill_(0.0)
+        model.waveform.normal_(0.0, 1.0)
+    return geom, model
+
+
+def test_spiking_model_fires_and_each_spike_adds_its_waveform(spiking_model):
+    geom, model = spiking_model
+    x = torch.poisson(torch.full((2, geom.n_channels, 300), 0.3))
+    with torch.no_grad():
+        out = model(x)
+        silent = model(x, spikes=torch.zeros(2, 300))
+    s = out["spikes"]
+    assert s.sum() > 0
+    # with its own spikes fed back as "true" spikes, teacher forcing gives the same output
+    with torch.no_grad():
+        forced = model(x, spikes=s)
+    assert torch.allclose(forced["v"], out["v"]) and torch.allclose(forced["spike_logit"],
+                                                                     out["spike_logit"])
+    # v minus the spike-free v is the sum of waveforms at the spike times, in mV
+    diff = (out["v"] - silent["v"]) / model.v_std[None, :, None]
+    ln = model.waveform.shape[1]
+    expect = torch.zeros_like(diff)
+    for b, t in (s > 0).nonzero().tolist():
+        stop = min(300, t + ln)
+        expect[b, :, t:stop] += model.waveform[:, : stop - t]
+    assert torch.allclose(diff, expect, atol=1e-4)
+
+
+def test_spike_threshold_buffer_shifts_the_logit_and_thins_spikes(spiking_model):
+    geom, model = spiking_model
+    x = torch.poisson(torch.full((1, geom.n_channels, 400), 0.3))
+    with torch.no_grad():
+        a = model(x)
+        model.spike_threshold.fill_(1.0)
+        b = model(x)
+        model.spike_threshold.fill_(0.0)
+    assert b["spikes"].sum() < a["spikes"].sum()
+
+
+def test_train_linear_is_closed_form_and_spiking_trains_with_scheduled_sampling(tmp_path):
+    geom, tr, va = synthetic_datasets(n_segments=10, n_train=16, n_val=6, n_time=160, seed=2)
+    cfg = {"model": {**SMALL, "architecture": "linear"},
+           "loss": {"v": 1.0, "spike": 0.1, "imem": 0.1},
+           "train": {"epochs": 1, "batch_size": 4, "stats_windows": 8, "closed_form_stride": 2}}
+    res = train(cfg, tr, va, tmp_path / "lin", geom, progress=False)
+    assert len(res.history) == 1 and (tmp_path / "lin" / "best.json").is_file()
+    # the synthetic cell is a causal linear filter plus spikes: the ridge fit follows it
+    assert res.best_metrics["val_v_corr"] > 0.8, res.best_metrics
+    loaded, _ = load_model(tmp_path / "lin" / "best")
+    x = torch.as_tensor(va[0]["inputs"])[None]
+    assert torch.allclose(loaded(x)["v"], res.model(x)["v"], atol=1e-5)
+
+    cfg["model"]["architecture"] = "spiking"
+    cfg["train"].update(epochs=3, scheduled_sampling=1.0)
+    res = train(cfg, tr, va, tmp_path / "spk", geom, progress=False)
+    assert len(res.history) == 3
+    assert all(math.isfinite(h["val_loss"]) for h in res.history)
+
+
+def test_evaluator_reports_true_and_predicted_firing_rates(stick):
+    ev = Evaluator(stick, burn_in=100, bin_ms=1.0, signals=None)
+    n = 1100  # 1000 evaluated bins = 1 s
+    v = np.full((stick.n_segments, n), -65.0)
+    logit = np.full(n, -5.0)
+    pred_bins = [200, 400, 600, 800, 900, 1000]
+    logit[pred_bins] = 5.0
+    ev.add(v, v, logit, [200, 401, 700, 950])
+    r = ev.result()
+    assert r["firing_rate_true_hz"] == pytest.approx(4.0)
+    assert r["firing_rate_predicted_hz"] == pytest.approx(6.0)
+    assert r["firing_rate_rel_error"] == pytest.approx(0.5)
