@@ -15,15 +15,19 @@ from pathlib import Path
 
 import numpy as np
 
-from lfpsurrogate.data import open_store, split_samples, store_geometry, store_info
+from lfpsurrogate.data import WindowDataset, open_store, split_samples, store_geometry, store_info
 from lfpsurrogate.evaluate import evaluate
 from lfpsurrogate.modelfolder import export_model_folder, models_root, write_manifest
+from lfpsurrogate.nn import load_model, save_checkpoint
 
-KEYS = ["soma_rmse_mv", "spike_auc", "spike_f1", "v_rmse_mv_median", "v_explained_variance_median",
-        "imem_r_median", "dipole_r", "lfp_r_median", "eeg_r_median", "meg_r_median",
-        "lfp_rel_rmse", "eeg_rel_rmse"]
-AIMS = {"soma_rmse_mv": "<= 1.0", "spike_auc": ">= 0.99", "v_explained_variance_median": ">= 0.9",
-        "lfp_r_median": ">= 0.9", "eeg_r_median": ">= 0.95"}
+KEYS = ["soma_rmse_mv", "spike_auc", "spike_f1", "firing_rate_true_hz", "firing_rate_predicted_hz",
+        "v_rmse_mv_median", "v_explained_variance_median", "imem_r_median", "dipole_r",
+        "lfp_r_median", "eeg_r_median", "meg_r_median", "lfp_rel_rmse", "eeg_rel_rmse"]
+# the aims of the accuracy issue (free-running, test split)
+AIMS = {"soma_rmse_mv": "<= 1.5", "spike_auc": ">= 0.98", "spike_f1": ">= 0.8",
+        "firing_rate_predicted_hz": "within 10 % of true", "v_explained_variance_median": ">= 0.85",
+        "dipole_r": ">= 0.95", "lfp_r_median": ">= 0.9", "eeg_r_median": ">= 0.95",
+        "meg_r_median": ">= 0.9"}
 
 
 def input_rate_range(store: str) -> list[float]:
@@ -32,6 +36,21 @@ def input_rate_range(store: str) -> list[float]:
     idx = split_samples(store, "train")
     rates = [float(ds["inputs"].isel(sample=int(i)).mean()) * 1000.0 for i in idx[:: max(1, len(idx) // 60)]]
     return [round(min(rates), 3), round(max(rates), 3)]
+
+
+def spike_text(sidecar: dict) -> str:
+    """How the model's spikes are called, for the card."""
+    cal = sidecar.get("spike_calibration")
+    if cal:
+        return (f"Spikes are generated inside the model (`nn/spiking.py`): the spike drive, with the "
+                f"model's own past spikes fed back through its history filter, crosses the threshold "
+                f"{cal['threshold']:.2f} upwards; every spike adds its learnt waveform to every "
+                f"segment. The threshold is the one with the best free-running spike F1 on the "
+                f"validation split (F1 {cal['f1']:.3f} there, predicted/true rate "
+                f"{cal['rate_ratio']:.2f}); the sidecar's post-hoc logit threshold is 0.")
+    return (f"Spikes are called where the spike logit crosses "
+            f"{sidecar.get('spike_logit_threshold', 0.0):.2f} upwards: the threshold with the best "
+            f"spike F1 on the validation split.")
 
 
 def card(name: str, info: dict, sidecar: dict, metrics: dict, config_text: str, commands: list[str]) -> str:
@@ -61,7 +80,8 @@ results derived from it carry the cell model's licence terms.
 - {info.get('samples')} samples of {info.get('duration_ms', '?')} ms (NEURON 9 via LFPy, dt 1/16 ms,
   bin averages of 1 ms): splits {json.dumps(info.get('splits', {}))}.
 - Train/val/test protocols: Poisson input with `constant`, `modulated`, `piecewise` rates (mean
-  5 Hz excitatory, 2 Hz inhibitory per slot, drive and E/I balance drawn per sample).
+  5 Hz excitatory, 2 Hz inhibitory per slot, drive and E/I balance drawn per sample); each
+  slot's rate scales with its segment's membrane area (`docs/inputs.md`).
   Shift split: `clustered` bursts onto spatial clusters of segments (never seen in training).
 - Mean input rate per channel seen in training: {sidecar.get('input_rate_hz')} Hz
   (`predict_lfp` warns beyond 3x outside this range).
@@ -72,9 +92,7 @@ results derived from it carry the cell model's licence terms.
 ```
 Budget: {sidecar.get('config', {}).get('train', {}).get('epochs')} epochs of {sidecar.get('config', {}).get('data', {}).get('n_windows')} windows of {sidecar.get('config', {}).get('data', {}).get('window_ms')} ms (batch {sidecar.get('config', {}).get('train', {}).get('batch_size')}) on 2 CPU cores
 (no GPU); the kept weights are those of the best epoch by validation loss (epoch {sidecar.get('epoch')}).
-Spikes are called where the spike logit crosses {sidecar.get('spike_logit_threshold'):.2f} upwards: the
-threshold with the best spike F1 on the validation split (the BCE `pos_weight` biases the
-logit towards spikes, so 0 over-calls them).
+{spike_text(sidecar)}
 
 ## Held-out metrics (free-running, burn-in excluded; `metrics.json` holds every key)
 | metric | test | shift | aim |
@@ -114,17 +132,38 @@ def main() -> None:
     ap.add_argument("--command", action="append", default=[], help="reproduction command lines")
     args = ap.parse_args()
     geom = store_geometry(args.data)
-    # the spike logit threshold with the best F1 on the validation split (never on test)
-    val = evaluate(Path(args.run) / "best", args.data, "val", calibrate_spikes=True)
-    threshold = float(val["spike_logit_threshold_best"])
-    metrics = {split: evaluate(Path(args.run) / "best", args.data, split, spike_threshold=threshold)
+    best = Path(args.run) / "best"
+    model, meta = load_model(best, geometry=geom)
+    calibration = None
+    if hasattr(model, "calibrate_threshold"):
+        # spiking: the threshold acts inside the feedback loop, so it is set in the model
+        # (best free-running F1 on the validation split, never test) and the sidecar's
+        # post-hoc logit threshold stays 0
+        val_samples = list(WindowDataset(args.data, "val", 1.0, expected_fingerprint=geom)
+                           .whole_samples())
+        calibration = model.calibrate_threshold(val_samples)
+        best = Path(args.run) / "calibrated"
+        save_checkpoint(best, model, config=meta.get("config"),
+                        cell_fingerprint=meta.get("cell_fingerprint"),
+                        data_fingerprint=meta.get("data_fingerprint"), epoch=meta.get("epoch", 0),
+                        metrics=meta.get("metrics"),
+                        extra={"spike_calibration": {k: v for k, v in calibration.items()
+                                                     if k != "scores"}})
+        threshold = 0.0
+    else:
+        # the spike logit threshold with the best F1 on the validation split (never on test)
+        val = evaluate(best, args.data, "val", calibrate_spikes=True)
+        threshold = float(val["spike_logit_threshold_best"])
+    metrics = {split: evaluate(best, args.data, split, spike_threshold=threshold)
                for split in ("test", "shift")}
+    if calibration is not None:
+        metrics["spike_calibration"] = calibration
     info = store_info(args.data)
-    sidecar = json.loads((Path(args.run) / "best.json").read_text())
+    sidecar = json.loads(Path(str(best) + ".json").read_text())
     sidecar["input_rate_hz"] = input_rate_range(args.data)
     sidecar["spike_logit_threshold"] = threshold
     out = models_root() / args.name
-    export_model_folder(Path(args.run) / "best", geom, out, metrics=metrics, overwrite=True,
+    export_model_folder(best, geom, out, metrics=metrics, overwrite=True,
                         sidecar_extra={"input_rate_hz": sidecar["input_rate_hz"],
                                        "spike_logit_threshold": threshold},
                         card=card(args.name, info, sidecar, metrics, Path(args.config).read_text(),

@@ -40,7 +40,8 @@ def run_training(config_path: str | Path, out_dir: str | Path, *, resume: bool =
     if cfg.loss.lfp > 0:
         from .forward import forward_model
 
-        lfp_matrix = forward_model(geometry, "laminar-16", position=(50.0, 0.0, 0.0)).matrices()["lfp"]
+        lfp_matrix = forward_model(geometry, "laminar-16",
+                                   position=(50.0, 0.0, 0.0)).matrices()["lfp"][0]  # (electrode, segment)
     fingerprint = "+".join(data_fingerprint(s) for s in stores)
     t0 = time.perf_counter()
     result = train(cfg, train_ds, val_ds, out_dir, geometry, resume=resume,

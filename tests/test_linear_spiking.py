@@ -171,6 +171,11 @@ def test_train_linear_is_closed_form_and_spiking_trains_with_scheduled_sampling(
     res = train(cfg, tr, va, tmp_path / "spk", geom, progress=False)
     assert len(res.history) == 3
     assert all(math.isfinite(h["val_loss"]) for h in res.history)
+    # a checkpoint rebuilt without the geometry keeps where the soma is (buffers)
+    loaded, _ = load_model(tmp_path / "spk" / "best")
+    with torch.no_grad():
+        a, b = loaded(x), res.model(x)
+    assert torch.equal(a["spikes"], b["spikes"]) and torch.allclose(a["v"], b["v"], atol=1e-5)
 
 
 def test_evaluator_reports_true_and_predicted_firing_rates(stick):

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -80,9 +81,11 @@ class SpikingSurrogate(LinearSurrogate):
         self.waveform = nn.Parameter(torch.zeros(n_segments, int(round(cfg.waveform_ms))))
         self.register_buffer("spike_threshold", torch.zeros(()))
         self.soma_gain = nn.Parameter(torch.zeros(2))
-        self.soma = int(geometry.soma_index) if geometry is not None else 0
-        where = (self.input_segments == self.soma).nonzero()
-        self._soma_local = int(where[0, 0]) if len(where) else -1
+        # where the soma is (buffers, so that a checkpoint loaded without geometry keeps it)
+        soma = int(geometry.soma_index) if geometry is not None else 0
+        where = (self.input_segments == soma).nonzero()
+        self.register_buffer("soma_segment", torch.tensor(soma))
+        self.register_buffer("soma_input_slot", torch.tensor(int(where[0, 0]) if len(where) else -1))
 
     @property
     def receptive_field(self) -> int:
@@ -95,10 +98,10 @@ class SpikingSurrogate(LinearSurrogate):
         p = self.linear_parts(xn)
         h = self.trunk(xn)
         z = p["z"] + self.head_z(h)
-        k = self.soma
-        vsub = (self.basis[k] @ z) + self.b_segment[k]
-        if self._soma_local >= 0:
-            vsub = vsub + p["local"][:, self._soma_local]
+        k, slot = int(self.soma_segment), int(self.soma_input_slot)
+        vsub = torch.einsum("r,brt->bt", self.basis[k], z) + self.b_segment[k]
+        if slot >= 0:
+            vsub = vsub + p["local"][:, slot]
         dv = vsub - F.pad(vsub, (1, 0))[:, :-1]
         drive = (self.soma_gain[0] * vsub + self.soma_gain[1] * dv + p["spike_logit"]
                  + self.head_drive(h)[:, 0] - self.spike_threshold)
@@ -207,6 +210,46 @@ class SpikingSurrogate(LinearSurrogate):
             float(free_run(drive + c, self.history)[1].sum()) - n_true))
         self.b_spike.add_(best)
         return float(best)
+
+    @torch.no_grad()
+    def calibrate_threshold(self, samples, grid=None, burn_in: int | None = None,
+                            tolerance_bins: int = 2, batch: int = 8) -> dict:
+        """Set ``spike_threshold`` to the value with the best free-running spike F1 (+-2
+        bins, evaluate's definition) on whole ``samples`` (validation data, never test);
+        ties go to the firing rate closest to the truth. The drive is computed once:
+        the threshold only shifts it. Returns {threshold, f1, rate ratio, grid scores}."""
+        from ..evaluate import spike_counts, spike_f1
+
+        burn = self.receptive_field if burn_in is None else int(burn_in)
+        drives, trues = [], []
+        old = float(self.spike_threshold)
+        self.spike_threshold.zero_()
+        for k in range(0, len(samples), batch):
+            part = samples[k:k + batch]
+            x = torch.stack([torch.as_tensor(np.asarray(s["inputs"]), dtype=torch.float32)
+                             for s in part])
+            xn = (x - self.in_mean[None, :, None]) * self.in_scale[None, :, None]
+            drives.append(self.drive_and_latents(xn)["drive"])
+            trues += [np.flatnonzero(np.asarray(s["spikes"]) > 0) for s in part]
+        drive = torch.cat(drives)
+        grid = np.arange(-4.0, 8.01, 0.5) if grid is None else np.asarray(grid, float)
+        n_true = sum(int((t >= burn).sum()) for t in trues)
+        scores = {}
+        for thr in grid:
+            logit = free_run(drive - float(thr), self.history)[0].numpy()
+            tp = fp = fn = 0
+            for row, true in zip(logit, trues):
+                a, b, c = spike_counts(row, true, burn, tolerance_bins)
+                tp, fp, fn = tp + a, fp + b, fn + c
+            scores[float(thr)] = (spike_f1(tp, fp, fn), (tp + fp) / max(n_true, 1))
+        ok = {t: v for t, v in scores.items() if not math.isnan(v[0])}
+        if not ok:
+            self.spike_threshold.fill_(old)
+            return {"threshold": old, "scores": scores}
+        best = max(ok, key=lambda t: (round(ok[t][0], 3), -abs(math.log(max(ok[t][1], 1e-6)))))
+        self.spike_threshold.fill_(best)
+        return {"threshold": best, "f1": ok[best][0], "rate_ratio": ok[best][1],
+                "scores": {str(k): v for k, v in scores.items()}}
 
     @torch.no_grad()
     def free_spikes(self, x: torch.Tensor) -> torch.Tensor:
