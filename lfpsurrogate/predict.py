@@ -367,6 +367,10 @@ def _folded_matrices(model, mats: dict, v_ref: float) -> dict:
     import torch
 
     d = model.v_std
+    mean = model.v_mean - v_ref
+    if getattr(model, "b_segment", None) is not None:  # linear: a per-segment offset in vn
+        mean = mean + d * model.b_segment
+    has_local = hasattr(model, "input_segments")
     out = {}
     for key in ("lfp", "dipole"):
         if key not in mats:
@@ -374,8 +378,8 @@ def _folded_matrices(model, mats: dict, v_ref: float) -> dict:
         kd = mats[key] * d[None, None, :]                       # (C, rows, S)
         out[key] = {
             "basis": torch.einsum("crs,sk->crk", kd, model.basis),          # (C, rows, rank)
-            "local": kd[:, :, model.input_segments] if model.local is not None else None,
-            "offset": torch.einsum("crs,s->cr", mats[key], model.v_mean - v_ref),  # (C, rows)
+            "local": kd[:, :, model.input_segments] if has_local else None,
+            "offset": torch.einsum("crs,s->cr", mats[key], mean),           # (C, rows)
         }
     return out
 
@@ -386,7 +390,7 @@ def _apply_folded(folded: dict, parts: dict, sl: slice, has_lfp: bool):
     def signal(key):
         f = folded[key]
         y = torch.einsum("crk,ckt->crt", f["basis"][sl], parts["z"]) + f["offset"][sl][..., None]
-        if f["local"] is not None:
+        if f["local"] is not None and parts.get("local") is not None:
             y = y + torch.einsum("crn,cnt->crt", f["local"][sl], parts["local"])
         return y
 

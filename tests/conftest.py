@@ -50,7 +50,7 @@ def stick():
 
 
 def make_tiny_model_folder(geometry, root, name: str = "tiny", local_gain_std: float = 0.0,
-                           **export_kwargs):
+                           architecture: str = "ours", **export_kwargs):
     """A small (untrained, normalised) low-rank surrogate of ``geometry`` as a model folder,
     for tests that need a model without training one."""
     import torch
@@ -61,13 +61,19 @@ def make_tiny_model_folder(geometry, root, name: str = "tiny", local_gain_std: f
 
     g = geometry
     torch.manual_seed(0)
-    model = build_model({"architecture": "ours", "hidden": 8, "layers": 2, "rank": 6,
-                         "first_kernel": 5, "local_features": 2}, g.n_channels, g.n_segments, g)
+    model = build_model({"architecture": architecture, "hidden": 8, "layers": 2, "rank": 6,
+                         "first_kernel": 5, "local_features": 2, "n_bumps": 3, "max_lag_ms": 20,
+                         "input_modes": 8, "spike_history_ms": 8, "waveform_ms": 6},
+                        g.n_channels, g.n_segments, g)
     x = torch.from_numpy(lfps.poisson_inputs(g, 300, seed=0).values[None].astype(np.float32))
     fit_normalisation(model, x, torch.randn(1, g.n_segments, 300) * 3 - 65)
     if local_gain_std:
         with torch.no_grad():  # non-zero local gains, so that folding the readout is exercised
-            model.local_gain.normal_(0, local_gain_std)
+            if hasattr(model, "local_gain"):
+                model.local_gain.normal_(0, local_gain_std)
+            if hasattr(model, "b_segment"):
+                model.w_local.normal_(0, local_gain_std)
+                model.b_segment.normal_(0, local_gain_std)
     save_checkpoint(root / "ckpt" / "best", model, config={}, cell_fingerprint=g.fingerprint)
     export_kwargs.setdefault("sidecar_extra", {"input_rate_hz": [0.5, 20.0]})
     return export_model_folder(root / "ckpt" / "best", g, root / name, **export_kwargs)

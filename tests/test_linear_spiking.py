@@ -190,3 +190,28 @@ def test_evaluator_reports_true_and_predicted_firing_rates(stick):
     assert r["firing_rate_true_hz"] == pytest.approx(4.0)
     assert r["firing_rate_predicted_hz"] == pytest.approx(6.0)
     assert r["firing_rate_rel_error"] == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("arch", ["linear", "spiking"])
+def test_predict_lfp_with_linear_and_spiking_models(arch, pyramid, tmp_path):
+    """predict_lfp's folded readout (linear) equals the voltage path, and both equal the
+    forward model applied to the predicted voltages (lfpykit matrices)."""
+    from lfpsurrogate import forward_model, predict_lfp
+    from lfpsurrogate.modelfolder import load_surrogate
+
+    from conftest import make_tiny_model_folder
+
+    folder = make_tiny_model_folder(pyramid.geometry, tmp_path, f"tiny_{arch}",
+                                    local_gain_std=0.3, architecture=arch)
+    args = dict(rates={"duration_ms": 150, "n_cells": 1}, model=folder,
+                signals=("lfp", "dipole", "eeg"), seed=2)
+    folded = predict_lfp(**args)
+    plain = predict_lfp(**args, fold_readout=False)
+    with_v = predict_lfp(**{**args, "signals": ("v", "lfp", "dipole", "eeg")})
+    fwd = forward_model(load_surrogate(folder).geometry, {"lfp": "laminar-16", "eeg": "eeg-10-20"},
+                        position=(50, 0, 0))
+    ref = fwd.from_voltages(with_v["v"].isel(cell=0).values.astype(np.float64))
+    for key in ("lfp", "dipole", "eeg"):
+        scale = np.abs(ref[key].values).max()
+        assert np.abs(folded[key].values - plain[key].values).max() < 1e-4 * scale, key
+        assert np.abs(plain[key].values - ref[key].values).max() < 1e-4 * scale, key
