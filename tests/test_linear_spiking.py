@@ -104,6 +104,12 @@ def test_free_run_matches_a_reference_loop():
     assert s.sum() > 10
     assert np.array_equal(s.numpy(), ref_s)
     assert np.allclose(logit.numpy(), ref_logit, atol=1e-4)
+    # excitatory history: the logit stays above 0 after a spike; only the crossing counts
+    slow = np.repeat(rng.normal(0.0, 2.0, (2, 20)), 10, axis=1)
+    excite = np.r_[0.5, 0.2]
+    logit, s = free_run(torch.from_numpy(slow).float(), torch.from_numpy(excite).float())
+    ref_logit, ref_s = _reference_free_run(slow, excite)
+    assert np.array_equal(s.numpy(), ref_s) and ref_s.sum() < (ref_logit >= 0).sum() / 3
 
 
 @pytest.fixture(scope="module")
