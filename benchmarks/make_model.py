@@ -53,6 +53,23 @@ def spike_text(sidecar: dict) -> str:
             f"spike F1 on the validation split.")
 
 
+def limits_text(sidecar: dict, metrics: dict) -> str:
+    """The card's first known limit: how far the spikes are from the cell's."""
+    cal = sidecar.get("spike_calibration")
+    f1 = metrics["test"].get("spike_f1")
+    if cal and not cal.get("waveform_gain", 1.0):
+        return (f"- **Spike timing is not learnt well enough to add action potentials to v.** The "
+                f"model generates spikes (test F1 {f1:.2f} at +-2 ms), but on the validation split "
+                f"adding each spike's waveform made v and imem worse (a spike at the wrong time "
+                f"adds a whole action potential of error), so the calibration switched the "
+                f"waveforms off (`waveform_gain` 0): v, imem and the signals are the subthreshold "
+                f"prediction (linear pathway + TCN residual). Given the true spikes (teacher "
+                f"forcing) the same model's waveforms raise every signal's r; the spike generator "
+                f"is the part to improve (more data, a deeper drive network, a GPU).")
+    return (f"- Spike F1 on test is {f1:.2f} (+-2 ms); spikes at wrong times add their waveform "
+            f"errors to v and to every signal.")
+
+
 def card(name: str, info: dict, sidecar: dict, metrics: dict, config_text: str, commands: list[str]) -> str:
     rows = "\n".join(
         f"| `{k}` | {metrics['test'].get(k, float('nan')):.3f} | {metrics['shift'].get(k, float('nan')):.3f} | {AIMS.get(k, '')} |"
@@ -91,7 +108,7 @@ results derived from it carry the cell model's licence terms.
 {config_text.strip()}
 ```
 Budget: {sidecar.get('config', {}).get('train', {}).get('epochs')} epochs of {sidecar.get('config', {}).get('data', {}).get('n_windows')} windows of {sidecar.get('config', {}).get('data', {}).get('window_ms')} ms (batch {sidecar.get('config', {}).get('train', {}).get('batch_size')}) on 2 CPU cores
-(no GPU); the kept weights are those of the best epoch by validation loss (epoch {sidecar.get('epoch')}).
+(no GPU); the kept weights are those of epoch {sidecar.get('epoch')}.
 {spike_text(sidecar)}
 
 ## Held-out metrics (free-running, burn-in excluded; `metrics.json` holds every key)
@@ -109,17 +126,10 @@ on the four-sphere head; MEG: radial magnetometers (`probes/meg-radial.yaml`).
 ```
 
 ## Known limits
-- **No somatic action potentials in the predicted voltage.** The model follows the
-  subthreshold soma trajectory and the dendritic depolarisations but smooths spikes away;
-  the spike output is a separate, weak detector (see spike AUC/F1). The LFP near the soma is
-  dominated by spike currents, so LFP r stays far from the 0.9 aim. Closing the gap needs
-  far more data and training (Beniaguev et al. 2021 used hours of simulated time and
-  ~10 M parameters), a GPU, and probably a spike-triggered waveform added to the output.
-- Trained on {info.get('samples')} × {info.get('duration_ms', '?')} ms of one cell under the protocols above; inputs
+{limits_text(sidecar, metrics)}
+- Trained on {info.get('splits', {}).get('train', {}).get('done', '?')} × {info.get('duration_ms', '?')} ms of one cell under the protocols above; inputs
   far from them (rates, synchrony) are extrapolation. See the shift column.
-- 1 ms resolution: spike waveforms are bin averages; the spike output is a per-bin logit.
-- Trained on CPU with a small budget; the gaps to the aims above are discussed in the
-  project's `docs/ablation.md`.
+- 1 ms resolution: spike waveforms are bin averages.
 """
 
 
@@ -129,10 +139,11 @@ def main() -> None:
     ap.add_argument("--data", required=True)
     ap.add_argument("--config", required=True)
     ap.add_argument("--name", default="l5_ttpc1")
+    ap.add_argument("--checkpoint", default="best", help="checkpoint stem in --run (best, last)")
     ap.add_argument("--command", action="append", default=[], help="reproduction command lines")
     args = ap.parse_args()
     geom = store_geometry(args.data)
-    best = Path(args.run) / "best"
+    best = Path(args.run) / args.checkpoint
     model, meta = load_model(best, geometry=geom)
     calibration = None
     if hasattr(model, "calibrate_threshold"):
@@ -141,6 +152,7 @@ def main() -> None:
         # post-hoc logit threshold stays 0
         val_samples = list(WindowDataset(args.data, "val", 1.0, expected_fingerprint=geom)
                            .whole_samples())
+        model._m = geom.vmem_to_imem  # the validation error of imem guides the waveform choice
         calibration = model.calibrate_threshold(val_samples)
         best = Path(args.run) / "calibrated"
         save_checkpoint(best, model, config=meta.get("config"),

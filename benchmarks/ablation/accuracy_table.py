@@ -35,12 +35,20 @@ def main() -> None:
     ap.add_argument("--model", action="append", required=True, help="NAME=checkpoint or model folder")
     ap.add_argument("--out", required=True, help="JSON file for every metric")
     ap.add_argument("--splits", default="test,shift")
+    ap.add_argument("--calibrate", action="append", default=[],
+                    help="NAME of a model whose spike logit threshold is set on the val split "
+                    "(best F1) before scoring; others use their folder's threshold or 0")
     args = ap.parse_args()
     out = Path(args.out)
     results = json.loads(out.read_text()) if out.exists() else {}
     for spec in args.model:
         name, _, path = spec.partition("=")
-        results[name] = {split: evaluate(path, args.data, split) for split in args.splits.split(",")}
+        threshold = None
+        if name in args.calibrate:  # post-hoc logit threshold with the best val F1
+            threshold = float(evaluate(path, args.data, "val", calibrate_spikes=True)
+                              ["spike_logit_threshold_best"])
+        results[name] = {split: evaluate(path, args.data, split, spike_threshold=threshold)
+                         for split in args.splits.split(",")}
         out.write_text(json.dumps(results, indent=1, default=str))
     for split in args.splits.split(","):
         print(f"\n{split} split\n\n" + table({k: v for k, v in results.items() if split in v}, split))

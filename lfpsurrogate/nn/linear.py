@@ -269,9 +269,10 @@ def _set_local(model, sol, seg, n_own: int, n_lag: int, u, wave_latent) -> None:
 
 
 @torch.no_grad()
-def _val_error(model, samples, burn: int, m_op) -> dict:
+def _val_error(model, samples, burn: int, m_op, feed_true_spikes: bool = True) -> dict:
     """Relative MSE of v (per segment over its variance, mean) and of imem = M v (total
-    over total variance) on whole samples; spiking models get the true spikes."""
+    over total variance) on whole samples; spiking models get the true spikes fed back
+    (``feed_true_spikes``) or run free."""
     ev = iv = ei = ii = 0.0
     m = None
     if m_op is not None:
@@ -281,7 +282,7 @@ def _val_error(model, samples, burn: int, m_op) -> dict:
         x = torch.as_tensor(np.asarray(item["inputs"]), dtype=torch.float32)[None]
         v = torch.as_tensor(np.asarray(item["v"]), dtype=torch.float32)[None]
         kw = {}
-        if getattr(model, "uses_spike_feedback", False):
+        if getattr(model, "uses_spike_feedback", False) and feed_true_spikes:
             kw["spikes"] = torch.as_tensor(np.asarray(item["spikes"]), dtype=torch.float32)[None]
         vh = model(x, **kw)["v"]
         e = (vh - v)[..., burn:]

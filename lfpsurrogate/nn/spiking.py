@@ -80,6 +80,9 @@ class SpikingSurrogate(LinearSurrogate):
         self.history = nn.Parameter(-12.0 * torch.exp(-(lags - 1) / 4.0))
         self.waveform = nn.Parameter(torch.zeros(n_segments, int(round(cfg.waveform_ms))))
         self.register_buffer("spike_threshold", torch.zeros(()))
+        # 1: free-running spikes add their waveforms to v; 0: they are reported but not
+        # added (chosen on validation data by calibrate_threshold; teacher forcing always adds)
+        self.register_buffer("waveform_gain", torch.ones(()))
         self.soma_gain = nn.Parameter(torch.zeros(2))
         # where the soma is (buffers, so that a checkpoint loaded without geometry keeps it)
         soma = int(geometry.soma_index) if geometry is not None else 0
@@ -90,6 +93,11 @@ class SpikingSurrogate(LinearSurrogate):
     @property
     def receptive_field(self) -> int:
         return max(int(self.filters.shape[1]), self.trunk.receptive_field)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # checkpoints written before waveform_gain existed add every waveform (gain 1)
+        state_dict.setdefault(prefix + "waveform_gain", torch.ones(()))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def drive_and_latents(self, xn: torch.Tensor) -> dict[str, torch.Tensor]:
         """Latents z (with the TCN residual), local terms, the predicted subthreshold soma
@@ -129,13 +137,15 @@ class SpikingSurrogate(LinearSurrogate):
                              f"got shape {tuple(x.shape)}.")
         xn = (x - self.in_mean[None, :, None]) * self.in_scale[None, :, None]
         p = self.drive_and_latents(xn)
+        gain = 1.0
         if spikes is None:
             logit, s = free_run(p["drive"], self.history.detach())
             logit = p["drive"] + self.history_term(s)  # same values, with gradients
+            gain = self.waveform_gain
         else:
             s = (spikes > 0).to(p["drive"].dtype)
             logit = p["drive"] + self.history_term(s)
-        vn = self.readout(p["z"], p["local"]) + self.waveform_term(s)
+        vn = self.readout(p["z"], p["local"]) + gain * self.waveform_term(s)
         v = self.v_mean[None, :, None] + self.v_std[None, :, None] * vn
         return {"v": v, "spike_logit": logit, "spikes": s}
 
@@ -248,7 +258,19 @@ class SpikingSurrogate(LinearSurrogate):
             return {"threshold": old, "scores": scores}
         best = max(ok, key=lambda t: (round(ok[t][0], 3), -abs(math.log(max(ok[t][1], 1e-6)))))
         self.spike_threshold.fill_(best)
+        # add the spike waveforms to v only where that makes the free-running voltages and
+        # currents better on validation data: spikes at wrong times add whole action
+        # potentials of error
+        from .linear import _val_error
+
+        errors = {}
+        for gain in (1.0, 0.0):
+            self.waveform_gain.fill_(gain)
+            errors[gain] = _val_error(self, samples[:24], burn, self._m, feed_true_spikes=False)
+        gain = min(errors, key=lambda g: errors[g]["total"])
+        self.waveform_gain.fill_(gain)
         return {"threshold": best, "f1": ok[best][0], "rate_ratio": ok[best][1],
+                "waveform_gain": gain, "val_error_by_waveform_gain": errors,
                 "scores": {str(k): v for k, v in scores.items()}}
 
     @torch.no_grad()
