@@ -155,7 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--protocol", default="mixed", help="constant, modulated, piecewise, clustered, mixed")
     p.add_argument("--rate-exc", type=float, default=5.0, help="mean excitatory rate per slot (Hz)")
     p.add_argument("--rate-inh", type=float, default=2.0, help="mean inhibitory rate per slot (Hz)")
-    p.add_argument("--d-lambda", type=float, default=0.3)
+    p.add_argument("--d-lambda", type=float, default=None,
+                   help="d_lambda rule fraction; default: a cell file's own discretization, else 0.3")
     p.add_argument("--out", required=True, help="result file (.nc)")
     p.add_argument("--plot", help="figure file (.png)")
     common(p)

@@ -57,7 +57,7 @@ class SampleTask:
     seed: int
     protocol: str
     cell: str
-    d_lambda: float
+    d_lambda: float | None
     duration_ms: float
     rate_exc_hz: float
     rate_inh_hz: float
@@ -74,11 +74,12 @@ def _quiet_stdout() -> None:
         _QUIET["done"] = True
 
 
-def worker_cell(name: str, d_lambda: float, quiet: bool = False):
-    """The Cell of this worker process, loaded once and reused (NEURON holds one cell)."""
+def worker_cell(name: str, d_lambda: float | None, quiet: bool = False):
+    """The Cell of this worker process, loaded once and reused (NEURON holds one cell).
+    d_lambda None: the cell's own discretization (a cell file's, else the default)."""
     if quiet:
         _quiet_stdout()
-    key = (name, float(d_lambda))
+    key = (name, None if d_lambda is None else float(d_lambda))
     if key not in _CELLS:
         from ..cells import load_cell
 
@@ -87,7 +88,7 @@ def worker_cell(name: str, d_lambda: float, quiet: bool = False):
     return _CELLS[key]
 
 
-def worker_geometry(name: str, d_lambda: float, quiet: bool = False):
+def worker_geometry(name: str, d_lambda: float | None, quiet: bool = False):
     """(CellGeometry, package versions) as seen by a worker."""
     return worker_cell(name, d_lambda, quiet).geometry, package_versions()
 
