@@ -172,3 +172,33 @@ def test_missing_hoc_file_is_named(tmp_path):
     (copy / "biophys.hoc").unlink()
     with pytest.raises(CellLoadError, match="biophys.hoc"):
         lfps.load_cell(copy / "cell.yaml")
+
+
+def test_firing_summary_per_protocol():
+    from lfpsurrogate.data.generate import firing_summary
+
+    counts = [0, 0, 0, 4, 20, 60, 61]  # spikes per 500 ms sample
+    names = ["constant"] * 4 + ["modulated"] * 3
+    report, warnings = firing_summary(counts, names, 500.0)
+    assert report["constant"] == {"samples": 4, "mean_rate_hz": 2.0, "silent": 3, "above_50_hz": 0}
+    assert report["modulated"]["mean_rate_hz"] == pytest.approx((40 + 120 + 122) / 3, abs=1e-3)
+    assert report["modulated"]["above_50_hz"] == 2
+    assert len(warnings) == 2
+    assert "'constant': 3 of 4 samples have no somatic spike" in warnings[0]
+    assert "'modulated': 2 of 3 samples fire above 50 Hz" in warnings[1]
+    assert firing_summary([10, 10], ["constant"] * 2, 1000.0)[1] == []
+
+
+def test_dataset_generate_reports_firing_and_warns_when_silent(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-m", "lfpsurrogate.cli", "dataset", "generate", "--cell", str(CELL_FILE),
+         "--n-samples", "3", "--duration-ms", "200", "--splits", "train=0.34,val=0.33,test=0.33",
+         "--protocol", "constant", "--rate-exc", "0.01", "--rate-inh", "0", "--workers", "1",
+         "--no-progress", "--json", "--out", str(tmp_path / "s.zarr")],
+        capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    summary = json.loads(out.stdout.strip().splitlines()[-1])
+    assert summary["firing"] == {"constant": {"samples": 3, "mean_rate_hz": 0.0, "silent": 3,
+                                              "above_50_hz": 0}}
+    assert "3 of 3 samples have no somatic spike" in summary["warnings"][0]
+    assert "warning: protocol 'constant'" in out.stderr
