@@ -202,3 +202,16 @@ def test_dataset_generate_reports_firing_and_warns_when_silent(tmp_path):
                                               "above_50_hz": 0}}
     assert "3 of 3 samples have no somatic spike" in summary["warnings"][0]
     assert "warning: protocol 'constant'" in out.stderr
+
+
+def test_recut_without_a_known_biophysics_template_warns(tmp_path):
+    copy = tmp_path / "l5like"
+    shutil.copytree(CELL_DIR, copy)
+    # the template loads its biophysics itself; the cell file names no hoc_files
+    tpl = copy / "template.hoc"
+    tpl.write_text('load_file("biophys.hoc")\n' + tpl.read_text())
+    text = (copy / "cell.yaml").read_text().replace("hoc_files: [biophys.hoc]\n", "")
+    (copy / "cell.yaml").write_text(text)
+    with pytest.warns(UserWarning, match="no biophysics template is known"):
+        cell = lfps.load_cell(copy / "cell.yaml")
+    assert cell.spec.biophysics_template is None
