@@ -47,7 +47,7 @@ def register(subparsers, common) -> None:
                         "a cell file (.yaml) describing your own cell (see docs/cells.md)")
     g.add_argument("--n-samples", type=int, required=True, help="train + val + test samples")
     g.add_argument("--duration-ms", type=float, required=True, help="simulated time per sample (ms)")
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--seed", type=int, default=0, help="master seed: every sample's input seed derives from it")
     g.add_argument("--out", required=True, help="the store (a .zarr folder)")
     where = g.add_mutually_exclusive_group()
     where.add_argument("--workers", type=int, help="local dask worker processes (default: one per core)")
@@ -57,7 +57,8 @@ def register(subparsers, common) -> None:
     g.add_argument("--n-shift", type=int, default=0, help="extra 'shift' test samples")
     g.add_argument("--shift-protocol", default=DEFAULT_SHIFT_PROTOCOL,
                    help="input protocol of the shift samples")
-    g.add_argument("--splits", default="train=0.8,val=0.1,test=0.1")
+    g.add_argument("--splits", default="train=0.8,val=0.1,test=0.1",
+                   help="fractions of train/val/test among --n-samples")
     g.add_argument("--dtype", choices=DTYPES, default="float32", help="storage type of v")
     g.add_argument("--rate-exc", type=float, default=5.0, help="mean excitatory rate per slot (Hz)")
     g.add_argument("--rate-inh", type=float, default=2.0, help="mean inhibitory rate per slot (Hz)")
@@ -70,7 +71,7 @@ def register(subparsers, common) -> None:
     g.set_defaults(func=_cmd_generate)
 
     i = sub.add_parser("info", help="what a store holds and how much of it is done")
-    i.add_argument("store")
+    i.add_argument("store", help="the store (a .zarr folder)")
     common(i)
     i.set_defaults(func=_cmd_info)
 

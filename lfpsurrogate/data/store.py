@@ -258,7 +258,7 @@ def read_attrs(store: str | Path) -> dict:
     path = Path(store)
     if not path.exists():
         raise DatasetError(f"dataset store {path} does not exist; create it with "
-                           "`lfpsurrogate dataset generate --out {path} ...`.")
+                           f"`lfpsurrogate dataset generate --out {path} ...`.")
     try:
         attrs = dict(zarr.open_group(str(path), mode="r").attrs)
     except Exception as exc:  # noqa: BLE001  (zarr raises several types here)
