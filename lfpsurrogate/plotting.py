@@ -131,6 +131,7 @@ def _round_down(x: float) -> float:
     """The largest of 1, 2, 5 times a power of ten not above x (x > 0)."""
     if not x > 0:
         return 1.0
+    x = x * (1 + 1e-9)  # 19.999999999 is 20
     e = np.floor(np.log10(x))
     for m in (5.0, 2.0, 1.0):
         if m * 10**e <= x:
