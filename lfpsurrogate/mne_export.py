@@ -60,7 +60,8 @@ def to_mne(result: xr.Dataset, kind: str = "raw", signals=("eeg", "meg"),
         ``evoked.plot_topomap``); ``nave`` is the number of cells.
     signals: which of "eeg", "meg" to include (those present in ``result``).
     montage: "model" (the electrode positions the EEG was computed at) or
-        "standard_1020" (MNE's template positions for the same 10-20 names).
+        "standard_1020" (MNE's template positions for the same 10-20 names, the montage
+        MNE >= 1.13 calls "colin27_1020").
 
     Example::
 
@@ -128,10 +129,17 @@ def _check_units(da: xr.DataArray, expected: str, name: str) -> None:
                          "lfpsurrogate writes it.")
 
 
+def standard_1020_name(mne) -> str:
+    """MNE's template 10-20 montage: "colin27_1020" in MNE >= 1.13, which deprecates the
+    same montage's old name "standard_1020"."""
+    builtin = mne.channels.get_builtin_montages()
+    return "colin27_1020" if "colin27_1020" in builtin else "standard_1020"
+
+
 def _montage(mne, result: xr.Dataset, which: str):
     names = [str(n) for n in result["eeg_electrode"].values]
     if which == "standard_1020":
-        standard = mne.channels.make_standard_montage("standard_1020")
+        standard = mne.channels.make_standard_montage(standard_1020_name(mne))
         missing = sorted(set(names) - set(standard.ch_names))
         if missing:
             raise InputError(f"EEG channels {missing} are not in MNE's standard_1020 montage; "
