@@ -287,6 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .train_cli import register as register_train
 
     register_train(sub, common)
+    from .export import register as register_export
+
+    register_export(sub, common)
     try:  # `lfpsurrogate evaluate`, owned by lfpsurrogate.evaluate_cli
         from .evaluate_cli import register as register_evaluate
     except ImportError:
