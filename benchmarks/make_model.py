@@ -1,4 +1,8 @@
-"""Export a trained run as the shipped model folder models/<name>/ with its model card.
+"""Export a trained run as the shipped model folder models/<name>/ with its l5_ttpc1 model card.
+
+For any other run, `lfpsurrogate export --run DIR --data STORE --out FOLDER` does the same
+steps with a generic card (lfpsurrogate/export.py); both calibrate the spike threshold with
+lfpsurrogate.calibrate on the validation split.
 
 Evaluates the best checkpoint free-running on the test and shift splits, writes
 metrics.json, the card (README.md), the cell geometry and the checksum manifest.
@@ -15,23 +19,17 @@ from pathlib import Path
 
 import numpy as np
 
-from lfpsurrogate.data import open_store, split_samples, store_geometry, store_info
+from lfpsurrogate.calibrate import calibrate_spike_threshold
+from lfpsurrogate.data import store_geometry, store_info
 from lfpsurrogate.evaluate import evaluate
-from lfpsurrogate.modelfolder import export_model_folder, models_root, write_manifest
+from lfpsurrogate.export import input_rate_range
+from lfpsurrogate.modelfolder import export_model_folder, load_surrogate, models_root, write_manifest
 
 KEYS = ["soma_rmse_mv", "spike_auc", "spike_f1", "v_rmse_mv_median", "v_explained_variance_median",
         "imem_r_median", "dipole_r", "lfp_r_median", "eeg_r_median", "meg_r_median",
         "lfp_rel_rmse", "eeg_rel_rmse"]
 AIMS = {"soma_rmse_mv": "<= 1.0", "spike_auc": ">= 0.99", "v_explained_variance_median": ">= 0.9",
         "lfp_r_median": ">= 0.9", "eeg_r_median": ">= 0.95"}
-
-
-def input_rate_range(store: str) -> list[float]:
-    """[min, max] over training samples of the mean input rate per channel (Hz, 1 ms bins)."""
-    ds = open_store(store)
-    idx = split_samples(store, "train")
-    rates = [float(ds["inputs"].isel(sample=int(i)).mean()) * 1000.0 for i in idx[:: max(1, len(idx) // 60)]]
-    return [round(min(rates), 3), round(max(rates), 3)]
 
 
 def card(name: str, info: dict, sidecar: dict, metrics: dict, config_text: str, commands: list[str]) -> str:
@@ -115,8 +113,8 @@ def main() -> None:
     args = ap.parse_args()
     geom = store_geometry(args.data)
     # the spike logit threshold with the best F1 on the validation split (never on test)
-    val = evaluate(Path(args.run) / "best", args.data, "val", calibrate_spikes=True)
-    threshold = float(val["spike_logit_threshold_best"])
+    loaded = load_surrogate(Path(args.run) / "best", geometry=geom)
+    threshold = calibrate_spike_threshold(loaded.model, args.data, "val")
     metrics = {split: evaluate(Path(args.run) / "best", args.data, split, spike_threshold=threshold)
                for split in ("test", "shift")}
     info = store_info(args.data)
