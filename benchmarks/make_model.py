@@ -1,4 +1,8 @@
-"""Export a trained run as the shipped model folder models/<name>/ with its model card.
+"""Export a trained run as the shipped model folder models/<name>/ with its l5_ttpc1 model card.
+
+For any other run, `lfpsurrogate export --run DIR --data STORE --out FOLDER` does the same
+steps with a generic card (lfpsurrogate/export.py); both calibrate the spike threshold with
+lfpsurrogate.calibrate on the validation split.
 
 Evaluates the best checkpoint free-running on the test and shift splits, writes
 metrics.json, the card (README.md), the cell geometry and the checksum manifest.
@@ -15,10 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from lfpsurrogate.data import WindowDataset, open_store, split_samples, store_geometry, store_info
+from lfpsurrogate.calibrate import calibrate_for_export
+from lfpsurrogate.data import store_geometry, store_info
 from lfpsurrogate.evaluate import evaluate
+from lfpsurrogate.export import input_rate_range
 from lfpsurrogate.modelfolder import export_model_folder, models_root, write_manifest
-from lfpsurrogate.nn import load_model, save_checkpoint
 
 KEYS = ["soma_rmse_mv", "spike_auc", "spike_f1", "firing_rate_true_hz", "firing_rate_predicted_hz",
         "v_rmse_mv_median", "v_explained_variance_median", "imem_r_median", "dipole_r",
@@ -28,14 +33,6 @@ AIMS = {"soma_rmse_mv": "<= 1.5", "spike_auc": ">= 0.98", "spike_f1": ">= 0.8",
         "firing_rate_predicted_hz": "within 10 % of true", "v_explained_variance_median": ">= 0.85",
         "dipole_r": ">= 0.95", "lfp_r_median": ">= 0.9", "eeg_r_median": ">= 0.95",
         "meg_r_median": ">= 0.9"}
-
-
-def input_rate_range(store: str) -> list[float]:
-    """[min, max] over training samples of the mean input rate per channel (Hz, 1 ms bins)."""
-    ds = open_store(store)
-    idx = split_samples(store, "train")
-    rates = [float(ds["inputs"].isel(sample=int(i)).mean()) * 1000.0 for i in idx[:: max(1, len(idx) // 60)]]
-    return [round(min(rates), 3), round(max(rates), 3)]
 
 
 def spike_text(sidecar: dict) -> str:
@@ -143,29 +140,10 @@ def main() -> None:
     ap.add_argument("--command", action="append", default=[], help="reproduction command lines")
     args = ap.parse_args()
     geom = store_geometry(args.data)
-    best = Path(args.run) / args.checkpoint
-    model, meta = load_model(best, geometry=geom)
-    calibration = None
-    if hasattr(model, "calibrate_threshold"):
-        # spiking: the threshold acts inside the feedback loop, so it is set in the model
-        # (best free-running F1 on the validation split, never test) and the sidecar's
-        # post-hoc logit threshold stays 0
-        val_samples = list(WindowDataset(args.data, "val", 1.0, expected_fingerprint=geom)
-                           .whole_samples())
-        model._m = geom.vmem_to_imem  # the validation error of imem guides the waveform choice
-        calibration = model.calibrate_threshold(val_samples)
-        best = Path(args.run) / "calibrated"
-        save_checkpoint(best, model, config=meta.get("config"),
-                        cell_fingerprint=meta.get("cell_fingerprint"),
-                        data_fingerprint=meta.get("data_fingerprint"), epoch=meta.get("epoch", 0),
-                        metrics=meta.get("metrics"),
-                        extra={"spike_calibration": {k: v for k, v in calibration.items()
-                                                     if k != "scores"}})
-        threshold = 0.0
-    else:
-        # the spike logit threshold with the best F1 on the validation split (never on test)
-        val = evaluate(best, args.data, "val", calibrate_spikes=True)
-        threshold = float(val["spike_logit_threshold_best"])
+    # the spike threshold with the best F1 on the validation split (never on test); a
+    # spiking model gets it inside its feedback loop (a calibrated checkpoint is written)
+    best, threshold, calibration = calibrate_for_export(Path(args.run) / args.checkpoint,
+                                                        args.data, geom)
     metrics = {split: evaluate(best, args.data, split, spike_threshold=threshold)
                for split in ("test", "shift")}
     if calibration is not None:

@@ -17,6 +17,13 @@ from .inputs import poisson_inputs  # noqa: F401
 from .simulate import simulate  # noqa: F401
 
 
+_LAZY = ("load_probe", "predict_lfp", "load_model", "forward_model", "to_mne")
+
+
+def __dir__():  # the lazy names too, so that tab completion finds them
+    return sorted(set(globals()) | set(_LAZY))
+
+
 def __getattr__(name):  # lazy: keeps `import lfpsurrogate` light
     if name == "load_probe":
         from .probes import load_probe
@@ -26,6 +33,10 @@ def __getattr__(name):  # lazy: keeps `import lfpsurrogate` light
         from . import predict
 
         return getattr(predict, name)
+    if name == "to_mne":
+        from .mne_export import to_mne
+
+        return to_mne
     if name == "forward_model":
         from .forward import forward_model
 

@@ -557,7 +557,7 @@ def bench_sweep(ctx: BenchContext, cells: Sequence[int] = (1, 10, 100, 1000),
 # ---- the whole benchmark ------------------------------------------------------------------------
 def run_bench(model: str | Path = "l5_ttpc1", *, quick: bool = False, device: str = "auto",
               threads: int | None = None, seed: int = 0, cell=None,
-              out_dir: str | Path | None = "benchmarks/results", progress: bool = False,
+              out_dir: str | Path | None = ".", progress: bool = False,
               chunk_cells: int = 256, **sizes) -> dict:
     """Run (a) single cell, (b) population and the scaling sweep; write the JSON and plot.
 

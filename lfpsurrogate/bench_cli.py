@@ -54,8 +54,8 @@ def register(subparsers, common) -> None:
     p.add_argument("--repeats", type=int, default=None, help="timed surrogate calls (best kept)")
     p.add_argument("--chunk-cells", type=int, default=256,
                    help="cells per predict_lfp call in large populations (memory bound)")
-    p.add_argument("--out-dir", default="benchmarks/results",
-                   help="where bench-<date>.json and its plot go (default: benchmarks/results)")
+    p.add_argument("--out-dir", default=".",
+                   help="where bench-<date>.json and its plot go (default: the current directory)")
     p.add_argument("--write-doc", default=None, metavar="MD",
                    help="also render the results into this markdown file (e.g. docs/performance.md)")
     p.add_argument("--doc-figure", default="docs/figures/scaling.png",

@@ -482,6 +482,12 @@ class ForwardModel:
             pr = self.probes["lfp"]
             coords["electrode"] = np.arange(pr.n)
             coords["electrode_position"] = (("electrode", "axis"), pr.positions, {"units": "um"})
+            # each contact's coordinates as 1-D coordinates too, e.g. to index by depth:
+            # lfp.swap_dims(electrode="electrode_z").sel(electrode_z=500)
+            for k, a in enumerate("xyz"):
+                coords[f"electrode_{a}"] = ("electrode", np.asarray(pr.positions)[:, k],
+                                            {"units": "um", "long_name": f"contact {a} (cell "
+                                             "frame: soma at 0, apical axis +z)"})
         if "eeg" in self.probes:
             pr = self.probes["eeg"]
             coords["eeg_electrode"] = list(pr.labels)

@@ -7,6 +7,24 @@ from pathlib import Path
 import xarray as xr
 
 
+NETCDF_SUFFIXES = (".nc", ".nc4", ".h5", ".hdf5")
+FIGURE_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
+
+
+def check_suffix(path: str | Path, suffixes: tuple[str, ...], what: str, option: str) -> Path:
+    """Refuse an output path whose suffix does not match what is written there (before
+    any work is done): e.g. ``--out x.csv`` for a netCDF file."""
+    from .errors import InputError
+
+    path = Path(path)
+    if path.suffix.lower() not in suffixes:
+        raise InputError(
+            f"{option} {path}: {what} is written there, but the name ends in "
+            f"{path.suffix or 'no suffix'!r}; use one of {', '.join(suffixes)} "
+            f"(e.g. {path.with_suffix(suffixes[0]).name}).")
+    return path
+
+
 def write_netcdf(ds: xr.Dataset, path: str | Path) -> Path:
     """Write ``ds`` to ``path`` (netCDF4 via h5netcdf) through a temporary file + rename."""
     path = Path(path)

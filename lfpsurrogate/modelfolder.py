@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import GeometryError, ModelFolderError
+from .errors import GeometryError, LfpsurrogateError, ModelFolderError
 from .geometry import CellGeometry
 
 WEIGHTS, SIDECAR, GEOMETRY, METRICS, CARD, MANIFEST = (
@@ -221,3 +221,27 @@ def write_manifest(folder: str | Path) -> dict:
     tmp.write_text(json.dumps(manifest, indent=1))
     tmp.replace(folder / MANIFEST)
     return manifest
+
+
+def held_out_accuracy(name_or_path: str | Path = "l5_ttpc1", split: str = "test") -> str | None:
+    """One line of a model's held-out accuracy, read from its ``metrics.json`` (written by
+    ``lfpsurrogate evaluate``), e.g. "held-out test (42 samples, 80 s, free-running):
+    LFP r 0.56, EEG r 0.71, MEG r 0.48, dipole r 0.82, soma RMSE 2.66 mV, spike F1 0.15".
+    None when the model has no metrics for ``split``."""
+    try:
+        path = resolve_model_path(name_or_path) / "metrics.json"
+        metrics = json.loads(path.read_text())[split]
+    except (LfpsurrogateError, OSError, ValueError, KeyError, TypeError):
+        return None
+    parts = []
+    for key, label in (("lfp_r_median", "LFP r"), ("eeg_r_median", "EEG r"),
+                       ("meg_r_median", "MEG r"), ("dipole_r", "dipole r")):
+        if metrics.get(key) is not None:
+            parts.append(f"{label} {metrics[key]:.2f}")
+    if metrics.get("soma_rmse_mv") is not None:
+        parts.append(f"soma RMSE {metrics['soma_rmse_mv']:.2f} mV")
+    if metrics.get("spike_f1") is not None:
+        parts.append(f"spike F1 {metrics['spike_f1']:.2f}")
+    seconds = metrics.get("evaluated_ms", 0) / 1000
+    return (f"held-out {split} ({metrics.get('n_samples', '?')} samples, {seconds:.0f} s, "
+            f"free-running): " + ", ".join(parts))

@@ -17,7 +17,28 @@ from matplotlib.figure import Figure
 from .geometry import CellGeometry
 
 __all__ = ["csd_from_lfp", "plot_laminar", "plot_eeg_topography", "plot_meg_field_map",
-           "plot_morphology", "laminar_column", "scalp_projection"]
+           "plot_morphology", "laminar_column", "scalp_projection", "readable_units"]
+
+_PREFIXES = {"": 1.0, "m": 1e-3, "µ": 1e-6, "u": 1e-6, "n": 1e-9, "p": 1e-12, "f": 1e-15,
+             "a": 1e-18, "z": 1e-21}
+
+
+def readable_units(values, units: str) -> tuple[float, str]:
+    """(factor, units') such that ``values * factor`` in ``units'`` has its largest magnitude
+    between 1 and 1000: e.g. 2e-6 mV -> (1e6, "nV"), 0.002 fT -> (1000, "aT"). Units
+    without a known SI prefix and base ("mV", "V", "fT", "T", ...) are left as they are."""
+    base, scale = units, 1.0
+    if len(units) > 1 and units[0] in _PREFIXES and units[1:] in ("V", "T", "A"):
+        base, scale = units[1:], _PREFIXES[units[0]]
+    elif units not in ("V", "T", "A"):
+        return 1.0, units
+    peak = float(np.nanmax(np.abs(values))) if np.size(values) else 0.0
+    if not peak > 0:
+        return 1.0, units
+    for prefix in ("", "m", "µ", "n", "p", "f", "a", "z"):
+        if peak * scale / _PREFIXES[prefix] >= 1.0:
+            return float(f"{scale / _PREFIXES[prefix]:.12g}"), prefix + base
+    return scale / _PREFIXES["z"], "z" + base
 
 REGION_COLORS = {"soma": "k", "axon": "tab:purple", "basal": "tab:green", "apical": "tab:blue"}
 
@@ -59,24 +80,38 @@ def csd_from_lfp(lfp: np.ndarray, z: np.ndarray, sigma: float = 0.3):
 
 
 def plot_laminar(ds: xr.Dataset, sigma: float | None = None, title: str | None = None) -> Figure:
-    """LFP traces by depth (left) and CSD image (right) of the main contact column."""
+    """LFP traces by depth (left) and CSD image (right) of the main contact column.
+
+    Each trace has its own time mean removed (the DC offsets of the contacts differ by far
+    more than the fluctuations); the scale bar gives the amplitude in readable units."""
     lfp = ds["lfp"]
     pos = np.asarray(ds["electrode_position"].values)
     idx = laminar_column(pos)
     z = pos[idx, 2]
     data = np.asarray(lfp.values)[idx]
     t = np.asarray(ds["time"].values)
+    traces = data - data.mean(axis=1, keepdims=True)
     sigma = float(sigma if sigma is not None else ds.attrs.get("sigma_S_per_m", 0.3))
     fig = Figure(figsize=(10.0, 5.0), layout="constrained")
     ax1, ax2 = fig.subplots(1, 2, sharey=True)
     pitch = float(np.median(np.abs(np.diff(z)))) if len(z) > 1 else 100.0
-    amp = float(np.abs(data).max()) or 1.0
+    amp = float(np.abs(traces).max()) or 1.0
     scale = 0.8 * pitch / amp
-    for zi, trace in zip(z, data):
+    for zi, trace in zip(z, traces):
         ax1.plot(t, zi + scale * trace, color="k", lw=0.8)
+    # scale bar: a round amplitude near half the largest deflection
+    factor, units = readable_units(amp, lfp.attrs.get("units", "mV"))
+    bar = _round_down(0.5 * amp * factor)
+    bar_height = bar / factor * scale
+    x0 = t[-1] + 0.02 * (t[-1] - t[0] if len(t) > 1 else 1.0)
+    ax1.plot([x0, x0], [z.min() - 0.5 * pitch, z.min() - 0.5 * pitch + bar_height],
+             color="tab:red", lw=2.5, clip_on=False)
+    ax1.annotate(f"{bar:g} {units}", (x0, z.min() - 0.5 * pitch + bar_height / 2),
+                 xytext=(4, 0), textcoords="offset points", va="center", fontsize=8,
+                 color="tab:red", annotation_clip=False)
     ax1.set_xlabel("time (ms)")
     ax1.set_ylabel("contact depth z (µm)")
-    ax1.set_title(f"LFP (trace spacing = {amp / 0.8:.3g} {lfp.attrs.get('units', 'mV')})")
+    ax1.set_title("LFP, each contact's mean removed")
     if len(z) >= 3:
         zc, csd = csd_from_lfp(data, z, sigma)
         lim = float(np.abs(csd).max()) or 1.0
@@ -90,6 +125,18 @@ def plot_laminar(ds: xr.Dataset, sigma: float | None = None, title: str | None =
     if title:
         fig.suptitle(title)
     return fig
+
+
+def _round_down(x: float) -> float:
+    """The largest of 1, 2, 5 times a power of ten not above x (x > 0)."""
+    if not x > 0:
+        return 1.0
+    x = x * (1 + 1e-9)  # 19.999999999 is 20
+    e = np.floor(np.log10(x))
+    for m in (5.0, 2.0, 1.0):
+        if m * 10**e <= x:
+            return float(m * 10**e)
+    return float(10**e)
 
 
 def scalp_projection(positions: np.ndarray) -> np.ndarray:
@@ -109,6 +156,8 @@ def _time_index(values: np.ndarray, times: np.ndarray, time: float | None) -> in
 
 
 def _topo(ax, fig, xy, values, labels, units, title):
+    factor, units = readable_units(values, units)
+    values = np.asarray(values) * factor
     lim = float(np.abs(values).max()) or 1.0
     levels = np.linspace(-lim, lim, 21)
     cs = ax.tricontourf(xy[:, 0], xy[:, 1], values, levels=levels, cmap="RdBu_r")
@@ -122,7 +171,9 @@ def _topo(ax, fig, xy, values, labels, units, title):
     ax.set_aspect("equal")
     ax.set_axis_off()
     ax.set_title(title)
-    fig.colorbar(cs, ax=ax, label=units, shrink=0.8)
+    bar = fig.colorbar(cs, ax=ax, label=units, shrink=0.8)
+    ticks = np.linspace(-lim, lim, 5)
+    bar.set_ticks(ticks, labels=[f"{v:.3g}" for v in ticks])
 
 
 def plot_eeg_topography(ds: xr.Dataset, time: float | None = None, ax=None) -> Figure:

@@ -33,9 +33,13 @@ def _device(device: str):
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        return torch.device(device)
+        dev = torch.device(device)
     except RuntimeError as exc:
         raise InputError(f"device={device!r} is not a torch device ({exc}).") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"device={device!r}, but this torch ({torch.__version__}) sees no CUDA "
+                         "GPU; use device='cpu' or 'auto' (--device cpu / auto).")
+    return dev
 
 
 @lru_cache(maxsize=4)
@@ -186,6 +190,7 @@ def predict_lfp(
     meg: Any = None,
     return_tensors: bool = False,
     fold_readout: bool = True,
+    progress: bool | None = False,
 ) -> xr.Dataset | dict:
     """Extracellular signals from synaptic input, through a surrogate (no NEURON).
 
@@ -197,12 +202,14 @@ def predict_lfp(
     model: a shipped model name or a model folder / training checkpoint.
     positions, rotations: (3,) or (n_cells, 3), µm and rad (LFPy's set_rotation order);
         default :func:`default_placement`.
-    signals: any of "v", "imem", "lfp", "dipole", "eeg", "meg", "spikes".
+    signals: any of "v", "imem", "lfp", "dipole", "eeg", "meg", "spikes" (a sequence, or
+        one name or a comma list as a string: "lfp", "lfp,eeg").
     cell: optional Cell or CellGeometry the caller means; refused if the model was trained
         for another cell (fingerprint).
     return_tensors: return a dict of torch tensors that carry gradients with respect to
         the inputs (pass a float tensor with requires_grad=True), e.g. to fit inputs to a
         recorded LFP.
+    progress: a progress bar over the batches of cells (None: only on a terminal).
 
     Returns an xarray.Dataset (dims as in ``ForwardModel``; ``v``/``imem`` (cell, segment,
     time); ``spikes`` (cell, time) 0/1 predicted somatic spikes, and ``spike_probability``).
@@ -211,6 +218,8 @@ def predict_lfp(
 
     from .forward import forward_model
 
+    if isinstance(signals, str):  # "lfp" is one signal, not the letters l, f, p
+        signals = tuple(s.strip() for s in signals.split(",") if s.strip())
     signals = tuple(signals)
     unknown = [s for s in signals if s not in SIGNALS]
     if unknown or not signals:
@@ -266,9 +275,11 @@ def predict_lfp(
             return x_all[start:stop]
         n_cells, _, n_bins = x_all.shape
     warned = False
+    _check_population_memory(n_cells, n_bins, geometry, _probes_for(signals, probe, eeg, meg))
 
-    if positions is None and rotations is None:
-        positions, rotations = default_placement(n_cells, seed)
+    if positions is None:  # rotations alone keep the default positions (not the probe axis)
+        positions, default_rot = default_placement(n_cells, seed)
+        rotations = default_rot if rotations is None else rotations
     try:
         positions = np.zeros((n_cells, 3)) if positions is None else np.asarray(positions, float)
         rotations = np.zeros((n_cells, 3)) if rotations is None else np.asarray(rotations, float)
@@ -305,7 +316,11 @@ def predict_lfp(
     outs: dict[str, list] = {"lfp": [], "p_cell": [], "v": [], "logit": []}
     with grad:
         folded = _folded_matrices(loaded.model, mats, v_ref) if fold else None
-        for b in range(0, n_cells, batch_size):
+        from tqdm.auto import tqdm
+
+        starts = range(0, n_cells, batch_size)
+        for b in tqdm(starts, desc="predict_lfp", unit="batch", disable=(
+                None if progress is None else not progress or len(starts) < 2)):
             x = batch_of(b, min(b + batch_size, n_cells))
             warned = warned or _warn_out_of_distribution(x, loaded, bin_ms, first_cell=b)
             x = x.to(dev, torch.float32)
@@ -359,6 +374,26 @@ def predict_lfp(
             result["imem"] = torch.einsum("ks,cst->ckt", m, result["v"])
         return result
     return _to_dataset(fwd, result, p_cell, logit, signals, geometry, loaded, n_bins, time, bin_ms)
+
+
+def _check_population_memory(n_cells: int, n_bins: int, geometry, probes: dict) -> None:
+    """Refuse a population whose forward matrices and dipoles cannot fit in memory, before
+    the minutes it takes to build them (see resources.population_bytes)."""
+    from .probes import as_probe
+    from .resources import check_fits, population_bytes
+
+    sizes = {}
+    for key, default in (("lfp", 16), ("eeg", 19), ("meg", 300)):
+        if key in probes:
+            try:
+                sizes[key] = as_probe(probes[key]).n
+            except Exception:  # noqa: BLE001  the forward model reports a bad probe itself
+                sizes[key] = default
+    need = population_bytes(n_cells, geometry.n_segments, n_bins, sizes.get("lfp", 0),
+                            sizes.get("eeg", 0), sizes.get("meg", 0))
+    check_fits(need, f"predicting {n_cells} cells x {n_bins} bins",
+               "use fewer cells, or call predict_lfp on groups of cells and add their "
+               "signals (every signal is linear in the cells: the sum over groups is exact).")
 
 
 def _folded_matrices(model, mats: dict, v_ref: float) -> dict:

@@ -49,6 +49,11 @@ def test_demo_runs_the_shipped_surrogate(tmp_path):
         assert set(ds.data_vars) >= {"lfp", "dipole", "eeg", "meg", "spikes"}
         assert np.isfinite(ds["lfp"].values).all() and ds["lfp"].attrs["units"] == "mV"
     assert summary["lfp_peak_to_peak_uV"] > 0.1
+    # the speed and the shipped model's held-out accuracy, read from its metrics.json
+    from lfpsurrogate.modelfolder import held_out_accuracy
+
+    assert summary["speed_and_accuracy"].endswith(held_out_accuracy("l5_ttpc1"))
+    assert "cell-seconds per second" in summary["speed_and_accuracy"]
 
 
 def test_demo_without_a_model_runs_ground_truth(tmp_path):

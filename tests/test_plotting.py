@@ -109,3 +109,44 @@ def test_plot_morphology_draws_cells_and_probe(tall_stick, output):
     pop = plot_morphology(tall_stick, "tetrode", position=[[0, 0, 0], [100, 0, 0], [200, 0, 0]],
                           plane="xy")
     assert len(pop.axes[0].collections[0].get_segments()) == 3 * tall_stick.n_segments
+
+
+def test_readable_units():
+    from lfpsurrogate.plotting import readable_units
+
+    assert readable_units(np.array([2e-6, -1e-6]), "mV") == (1e6, "nV")
+    assert readable_units(np.array([0.001999]), "fT") == (1e3, "aT")
+    assert readable_units(np.array([0.25]), "mV") == (1e3, "µV")
+    assert readable_units(np.array([3.0]), "mV") == (1.0, "mV")
+    assert readable_units(np.array([3e3]), "fT") == (1e-3, "pT")
+    assert readable_units(np.array([1.0]), "nA·µm") == (1.0, "nA·µm")
+
+
+def test_laminar_traces_are_mean_subtracted_with_a_scale_bar(output):
+    fwd, ds = output
+    ds = ds.copy()
+    centred = ds["lfp"] - ds["lfp"].mean("time")
+    # 40 µV peak fluctuations on large DC offsets that differ between contacts
+    ds["lfp"] = centred / float(np.abs(centred).max()) * 0.04 + 5.0 + ds["electrode"] * 0.5
+    fig = plot_laminar(ds)
+    ax = fig.axes[0]
+    idx = laminar_column(ds["electrode_position"].values)
+    z = ds["electrode_position"].values[idx, 2]
+    traces = [ln for ln in ax.lines if len(ln.get_xdata()) == ds.sizes["time"]]
+    assert len(traces) == len(z)
+    for zi, ln in zip(z, traces):  # each trace centred on its own contact
+        assert np.mean(ln.get_ydata()) == pytest.approx(zi, abs=1e-6)
+    labels = [t.get_text() for t in ax.texts]
+    assert labels == ["20 µV"]  # a round value near half the largest deflection
+
+
+def test_eeg_and_meg_maps_use_readable_units(output):
+    fwd, ds = output
+    ds = ds.copy()
+    ds["eeg"] = ds["eeg"] / float(np.abs(ds["eeg"]).max()) * 2e-6  # 2 nV peak
+    ds["meg"] = ds["meg"] / float(np.abs(ds["meg"]).max()) * 2e-3  # 2 aT peak
+    for fig, unit in ((plot_eeg_topography(ds), "nV"), (plot_meg_field_map(ds), "aT")):
+        bar = fig.axes[-1]
+        assert bar.get_ylabel() == unit
+        ticks = [t.get_text() for t in bar.get_yticklabels()]
+        assert ticks and all("e" not in t and len(t) <= 6 for t in ticks), ticks

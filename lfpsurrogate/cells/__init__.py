@@ -17,9 +17,9 @@ __all__ = ["Cell", "load_cell", "BUILTIN_CELLS", "Discretization"]
 def load_cell(
     name_or_path: str | Path = "l5_ttpc1",
     *,
-    d_lambda: float = 0.3,
-    lambda_f: float = 100.0,
-    nsegs_method: str = "lambda_f",
+    d_lambda: float | None = None,
+    lambda_f: float | None = None,
+    nsegs_method: str | None = None,
     max_nsegs_length: float | None = None,
     synapses: dict | None = None,
     mod_dir: str | Path | None = None,
@@ -30,6 +30,8 @@ def load_cell(
     v_init: float | None = None,
     celsius: float | None = None,
     region_of: dict[str, str] | None = None,
+    hoc_files: list | None = None,
+    biophysics_template: str | None = None,
 ) -> Cell:
     """Load a detailed cell model.
 
@@ -38,21 +40,22 @@ def load_cell(
         cell MEArec ships (e.g. "L5_MC_bAC217_1"), a BBP-format cell folder, a
         morphology file (.swc/.asc/.hoc) with ``biophysics`` or ``template_file``, or a
         cell file (.yaml) naming those files, so that a user cell is one path that
-        ``lfpsurrogate dataset generate --cell`` and the dataset workers can load.
-    d_lambda, lambda_f: d_lambda rule (fraction of the AC length constant at lambda_f Hz).
-    nsegs_method: "lambda_f", "fixed_length" (with max_nsegs_length µm) or "native".
+        ``lfpsurrogate dataset generate --cell`` and the dataset workers can load (keys:
+        see :func:`lfpsurrogate.cells.sources.spec_from_yaml`).
+    d_lambda, lambda_f: d_lambda rule (fraction of the AC length constant at lambda_f Hz);
+        default 0.3 at 100 Hz, or the cell file's ``discretization``.
+    nsegs_method: "lambda_f" (the d_lambda rule, default), "fixed_length" (with
+        max_nsegs_length µm) or "native" (keep the template's own nseg). Arguments given
+        here override the cell file's ``discretization``.
     synapses: overrides of the synapse parameters (see ``spec.DEFAULT_SYNAPSES``).
     mod_dir: folder of .mod files for a user cell (compiled and cached automatically).
+    template_file, template_name, template_args: a hoc template that builds the cell, and
+        the arguments of its ``init`` (a string, number or list of them, e.g. the
+        morphology path).
+    hoc_files: hoc files loaded in this order before the template.
+    biophysics_template: template (in ``hoc_files``) whose ``biophys(cell)`` sets the
+        densities; re-run after LFPy re-cuts the sections (default: found by name).
     """
-    if nsegs_method not in ("lambda_f", "fixed_length", "native"):
-        raise CellLoadError(
-            f"nsegs_method={nsegs_method!r}; use 'lambda_f', 'fixed_length' or 'native'."
-        )
-    if nsegs_method == "fixed_length" and not max_nsegs_length:
-        raise CellLoadError("nsegs_method='fixed_length' needs max_nsegs_length (µm).")
-    if not d_lambda > 0 or not lambda_f > 0:
-        raise CellLoadError("d_lambda and lambda_f must be positive numbers.")
-    disc = Discretization(nsegs_method, lambda_f, d_lambda, max_nsegs_length)
     name = str(name_or_path)
     if name == "l5_ttpc1":
         spec = bbp_spec(mearec_bbp_folder("L5_TTPC1_cADpyr232_1"), name="l5_ttpc1")
@@ -68,7 +71,8 @@ def load_cell(
             spec = user_spec(
                 path, mod_dir=mod_dir, biophysics=biophysics, template_name=template_name,
                 template_file=template_file, template_args=template_args,
-                region_of=region_of,
+                region_of=region_of, hoc_files=hoc_files,
+                biophysics_template=biophysics_template,
             )
         else:
             try:
@@ -78,8 +82,28 @@ def load_cell(
                     f"unknown cell {name!r}: not a built-in {BUILTIN_CELLS}, not a file or "
                     f"folder, and {exc}"
                 ) from None
+    disc = _discretization(spec.discretization, d_lambda, lambda_f, nsegs_method, max_nsegs_length)
     if v_init is not None:
         spec.v_init = float(v_init)
     if celsius is not None:
         spec.celsius = float(celsius)
     return Cell(spec, disc, synapses)
+
+
+def _discretization(from_file: dict, d_lambda, lambda_f, nsegs_method, max_nsegs_length):
+    """Discretization from the arguments, else the cell file, else d_lambda 0.3 at 100 Hz."""
+    given = {"method": nsegs_method, "d_lambda": d_lambda, "lambda_f": lambda_f,
+             "max_nsegs_length": max_nsegs_length}
+    merged = {"method": "lambda_f", "d_lambda": 0.3, "lambda_f": 100.0, "max_nsegs_length": None,
+              **from_file, **{k: v for k, v in given.items() if v is not None}}
+    method = merged["method"]
+    if method not in ("lambda_f", "fixed_length", "native"):
+        raise CellLoadError(
+            f"nsegs_method={method!r}; use 'lambda_f', 'fixed_length' or 'native'."
+        )
+    if method == "fixed_length" and not merged["max_nsegs_length"]:
+        raise CellLoadError("nsegs_method='fixed_length' needs max_nsegs_length (µm).")
+    if not merged["d_lambda"] > 0 or not merged["lambda_f"] > 0:
+        raise CellLoadError("d_lambda and lambda_f must be positive numbers.")
+    return Discretization(method, float(merged["lambda_f"]), float(merged["d_lambda"]),
+                          merged["max_nsegs_length"])

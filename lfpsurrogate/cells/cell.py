@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 import weakref
 from pathlib import Path
 
@@ -34,9 +35,10 @@ def _working_directory(path: Path):
 
 @contextlib.contextmanager
 def _hoc_stdout_silenced():
-    """Send C-level stdout to /dev/null: hoc prints the return value ("1") of every
-    top-level load_file() in the BBP template files, which would corrupt --json output.
-    Errors go to stderr and stay visible."""
+    """Send C-level stdout to /dev/null while a cell is built: hoc prints the return value
+    ("1") of every top-level load_file() in the BBP template files, and users' templates
+    print whatever they like, which would corrupt --json output. Errors go to stderr and
+    stay visible."""
     import sys
 
     sys.stdout.flush()
@@ -54,6 +56,27 @@ def _hoc_stdout_silenced():
         os.dup2(saved, fd)
         os.close(saved)
         os.close(devnull)
+
+
+def _rerun_biophys(lfpy_cell, template_name: str) -> None:
+    """Call ``new template_name().biophys(cell)`` with the distance origin at the 0 end of
+    the first soma section (where hoc's ``soma distance()`` puts it), so that every
+    distance-dependent density is evaluated at the centres of the segments LFPy cut."""
+    from neuron import h
+
+    template = lfpy_cell.template
+    try:
+        soma = template.soma[0]
+    except (AttributeError, LookupError, TypeError):
+        soma = next(iter(lfpy_cell.somalist), None)
+    if soma is None:
+        raise CellLoadError(
+            f"the cell has no section named soma; {template_name}.biophys needs the soma "
+            "as the origin of distances. Name the soma section 'soma'.")
+    soma.push()
+    h.distance()
+    h.pop_section()
+    getattr(h, template_name)().biophys(template)
 
 
 def region_of_section(name: str, overrides: dict[str, str]) -> str:
@@ -194,7 +217,8 @@ class Cell:
         builders = {"bbp": self._build_bbp, "morphology": self._build_morphology,
                     "hoc_template": self._build_template}
         try:
-            cell = builders[self.spec.kind]()
+            with _hoc_stdout_silenced():
+                cell = builders[self.spec.kind]()
         except CellLoadError:
             raise
         except Exception as exc:
@@ -246,7 +270,7 @@ class Cell:
         folder = Path(self.spec.folder)
         hoc_files = [folder / "template.hoc", folder / "biophysics.hoc", folder / "morphology.hoc"]
         self._check_templates(hoc_files)
-        with _working_directory(stage), _hoc_stdout_silenced():
+        with _working_directory(stage):
             cell = LFPy.TemplateCell(
                 morphology=str(stage / "morphology" / self.spec.morphology.name),
                 templatefile=str(stage / "template.hoc"),
@@ -263,11 +287,7 @@ class Cell:
         # distance-dependent density is evaluated at the new segment centres.
         biophys_names = _template_names(folder / "biophysics.hoc")
         if biophys_names:
-            soma = cell.template.soma[0]
-            soma.push()
-            h.distance()
-            h.pop_section()
-            getattr(h, biophys_names[-1])().biophys(cell.template)
+            _rerun_biophys(cell, biophys_names[-1])
         return cell
 
     def _build_morphology(self):
@@ -294,16 +314,45 @@ class Cell:
 
     def _build_template(self):
         import LFPy
+        from neuron import h
 
         spec = self.spec
-        self._check_templates([spec.template_file])
+        files = [Path(f) for f in spec.hoc_files] + [Path(spec.template_file)]
+        self._check_templates(files)
+        # hoc files first, in order (e.g. the biophysics template that init instantiates);
+        # a file whose templates are all defined already (same source) is not loaded again
+        for f in spec.hoc_files:
+            names = _template_names(Path(f))
+            if names and all(hasattr(h, n) for n in names):
+                continue
+            with _working_directory(Path(f).parent):
+                if not h.load_file(1, str(f)):
+                    raise CellLoadError(f"hoc could not load {f} (see the hoc error above).")
+        args = spec.template_args
+        if isinstance(args, list):
+            args = tuple(args)
         cell = LFPy.TemplateCell(
             morphology=str(spec.morphology),
             templatefile=str(spec.template_file),
             templatename=spec.template_name,
-            templateargs=spec.template_args,
+            templateargs=args,
             **self._lfpy_kwargs(),
         )
+        for f in files:
+            for name in _template_names(f):
+                _TEMPLATES.setdefault(name, f.read_bytes())
+        recut = self.discretization.method != "native"
+        if spec.biophysics_template is not None:
+            if recut:  # densities were set on the template's nseg; evaluate them again
+                _rerun_biophys(cell, spec.biophysics_template)
+        elif recut and spec.biophysics is None:
+            warnings.warn(
+                f"cell {spec.name!r}: LFPy re-cut the template's sections "
+                f"({self.discretization.method}), but no biophysics template is known, so "
+                "distance-dependent channel densities keep the values of the template's own "
+                "segments. Give hoc_files with a template that has a public biophys(cell) "
+                "(or biophysics_template), or use discretization: native.",
+                stacklevel=3)
         self._reapply_biophysics(cell)
         return cell
 

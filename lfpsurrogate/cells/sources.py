@@ -9,7 +9,7 @@ from typing import Callable
 
 from ..errors import CellLoadError
 from .mechanisms import cache_dir, mechanism_names
-from .spec import CellSpec
+from .spec import DEFAULT_SYNAPSES, CellSpec
 
 BBP_LICENCE = (
     "Blue Brain Project cell model, CC-BY-NC-SA 4.0 "
@@ -178,12 +178,22 @@ def user_spec(
     v_init: float = -70.0,
     celsius: float = 34.0,
     region_of: dict[str, str] | None = None,
+    hoc_files: list | None = None,
+    biophysics_template: str | None = None,
 ) -> CellSpec:
     """A user's cell: morphology file + optional .mod folder + biophysics.
 
     biophysics: a Python function ``f(lfpy_cell)`` applied to the sections, or a hoc file
     of statements (``forall { insert pas ... }``); or give ``template_file`` and
-    ``template_name`` for a hoc template that builds the cell (LFPy.TemplateCell).
+    ``template_name`` for a hoc template that builds the cell (LFPy.TemplateCell), with
+    ``template_args`` (e.g. the morphology path) passed to its ``init``.
+    hoc_files: hoc files loaded in this order before the template (e.g. a biophysics file
+    that defines a template the cell template instantiates). With a template, a
+    ``biophysics`` hoc file that defines templates is loaded before the template too.
+    biophysics_template: the hoc template (in ``hoc_files``) whose ``biophys(cell)`` sets
+    the channel densities; re-run after LFPy re-cuts the sections so that
+    distance-dependent densities are evaluated at the final segments. Default: the one
+    template of ``hoc_files`` that declares ``public biophys``.
     """
     path = Path(path)
     if not path.is_file():
@@ -217,6 +227,27 @@ def user_spec(
             if not names:
                 raise CellLoadError(f"{template_file} defines no template.")
             template_name = names[-1]
+    pre: list[Path] = []
+    for f in hoc_files or []:
+        f = Path(f)
+        if not f.is_file():
+            raise CellLoadError(f"hoc file {f} (hoc_files) does not exist.")
+        pre.append(f)
+    if template_file is None and pre:
+        raise CellLoadError(
+            f"cell {path.name}: hoc_files are loaded before a hoc template; give "
+            "template_file= too, or put hoc statements in biophysics=.")
+    if (template_file is not None and isinstance(biophysics, Path)
+            and _template_names(biophysics)):
+        # a biophysics file that defines templates is what the cell template instantiates:
+        # it must exist before the template's init runs
+        if biophysics not in pre:
+            pre.append(biophysics)
+        biophysics = None
+    if template_file is not None:
+        biophysics_template = _biophysics_template(pre, biophysics_template, path.name)
+    elif biophysics_template is not None:
+        raise CellLoadError(f"cell {path.name}: biophysics_template needs template_file= too.")
     if biophysics is None and template_file is None:
         raise CellLoadError(
             f"cell {path.name}: give biophysics= (a Python function or a hoc file) or "
@@ -234,11 +265,50 @@ def user_spec(
         v_init=v_init,
         celsius=celsius,
         region_of=dict(region_of or {}),
+        hoc_files=pre,
+        biophysics_template=biophysics_template,
     )
 
 
+def _public_procs(path: Path, template: str) -> set[str]:
+    """Names declared ``public`` inside ``begintemplate template ... endtemplate``."""
+    text = path.read_text(errors="replace")
+    m = re.search(rf"^\s*begintemplate\s+{template}\b(.*?)^\s*endtemplate\s+{template}\b",
+                  text, re.M | re.S)
+    if not m:
+        return set()
+    names: set[str] = set()
+    for line in re.findall(r"^\s*public\s+(.+)$", m.group(1), re.M):
+        names.update(n.strip() for n in line.split("//")[0].split(",") if n.strip())
+    return names
+
+
+def _biophysics_template(hoc_files: list[Path], given: str | None, cell: str) -> str | None:
+    """The template of ``hoc_files`` whose public ``biophys(cell)`` sets the densities."""
+    found = {n: f for f in hoc_files for n in _template_names(f) if "biophys" in _public_procs(f, n)}
+    if given is not None:
+        defined = {n for f in hoc_files for n in _template_names(f)}
+        if given not in defined:
+            raise CellLoadError(
+                f"cell {cell}: biophysics_template {given!r} is not defined in the hoc files "
+                f"{[str(f) for f in hoc_files]} (they define {sorted(defined)}).")
+        if given not in found:
+            raise CellLoadError(
+                f"cell {cell}: template {given!r} declares no public proc 'biophys'; "
+                "lfpsurrogate calls new T().biophys(cell) to set the densities.")
+        return given
+    if len(found) > 1:
+        raise CellLoadError(
+            f"cell {cell}: several hoc templates have a public biophys {sorted(found)}; "
+            "name the one that sets the densities with biophysics_template.")
+    return next(iter(found), None)
+
+
 CELL_FILE_KEYS = {"name", "morphology", "mod_dir", "biophysics", "template_file", "template_name",
-                  "v_init", "celsius", "region_of"}
+                  "template_args", "hoc_files", "biophysics_template", "discretization",
+                  "synapses", "v_init", "celsius", "region_of"}
+DISCRETIZATION_METHODS = {"d_lambda": "lambda_f", "lambda_f": "lambda_f",
+                          "fixed_length": "fixed_length", "native": "native"}
 
 
 def spec_from_yaml(path: Path) -> CellSpec:
@@ -251,6 +321,18 @@ def spec_from_yaml(path: Path) -> CellSpec:
         v_init: -65                   # mV
         celsius: 34
         region_of: {dend_11: apical}  # optional section-name prefix -> region
+
+    A cell built by a hoc template::
+
+        morphology: cell.asc
+        hoc_files: [biophys.hoc]      # loaded in this order before the template
+        template_file: template.hoc
+        template_name: MyCell         # default: the last template of template_file
+        template_args: [cell.asc]     # passed to init(); strings naming a file here become paths
+        biophysics_template: MyBiophys  # default: the hoc_files template with public biophys
+        discretization: d_lambda      # or native (the template's own nseg), fixed_length,
+                                      # or a mapping {method: d_lambda, d_lambda: 0.1, lambda_f: 100}
+        synapses: {exc_weight_uS: 0.001, inh_weight_uS: 0.002}  # any key of DEFAULT_SYNAPSES
 
     Python biophysics functions cannot be given this way (a cell file never runs Python).
     """
@@ -282,7 +364,83 @@ def spec_from_yaml(path: Path) -> CellSpec:
     region_of = data.get("region_of") or {}
     if not isinstance(region_of, dict):
         raise CellLoadError(f"cell file {path}: 'region_of' must map section-name prefixes to regions.")
-    return user_spec(rel("morphology"), mod_dir=rel("mod_dir"), biophysics=rel("biophysics"),
+    hoc_files = data.get("hoc_files") or []
+    if isinstance(hoc_files, str):
+        hoc_files = [hoc_files]
+    if not isinstance(hoc_files, list):
+        raise CellLoadError(f"cell file {path}: 'hoc_files' must be a list of hoc files, loaded in order.")
+    spec = user_spec(rel("morphology"), mod_dir=rel("mod_dir"), biophysics=rel("biophysics"),
                      template_file=rel("template_file"), template_name=data.get("template_name"),
+                     template_args=_template_args(path, data.get("template_args")),
                      name=str(data.get("name") or path.stem), v_init=v_init, celsius=celsius,
-                     region_of={str(k): str(v) for k, v in region_of.items()})
+                     region_of={str(k): str(v) for k, v in region_of.items()},
+                     hoc_files=[(path.parent / str(f)).resolve() for f in hoc_files],
+                     biophysics_template=data.get("biophysics_template"))
+    spec.cell_file = path.resolve()
+    spec.discretization = _discretization(path, data.get("discretization"))
+    spec.synapse_defaults = _synapses(path, data.get("synapses"))
+    return spec
+
+
+def _template_args(path: Path, value) -> list | None:
+    """template_args of a cell file: a list of strings and numbers; a string that names an
+    existing file relative to the cell file becomes that file's absolute path."""
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        value = [value]
+    out = []
+    for a in value:
+        if isinstance(a, bool) or not isinstance(a, (str, int, float)):
+            raise CellLoadError(
+                f"cell file {path}: template_args must be strings or numbers, got {a!r}.")
+        if isinstance(a, str) and (path.parent / a).exists():
+            a = str((path.parent / a).resolve())
+        out.append(a)
+    return out
+
+
+def _discretization(path: Path, value) -> dict:
+    """The cell file's discretization: a method name or a mapping of Discretization fields."""
+    if value is None:
+        return {}
+    if isinstance(value, str):
+        value = {"method": value}
+    if not isinstance(value, dict):
+        raise CellLoadError(f"cell file {path}: 'discretization' must be a method name or a mapping.")
+    allowed = {"method", "d_lambda", "lambda_f", "max_nsegs_length"}
+    unknown = set(value) - allowed
+    if unknown:
+        raise CellLoadError(f"cell file {path}: unknown discretization keys {sorted(unknown)}; "
+                            f"allowed: {sorted(allowed)}.")
+    out = dict(value)
+    method = str(out.get("method", "d_lambda"))
+    if method not in DISCRETIZATION_METHODS:
+        raise CellLoadError(f"cell file {path}: discretization method {method!r}; use one of "
+                            f"{sorted(DISCRETIZATION_METHODS)} (native keeps the template's own nseg).")
+    out["method"] = DISCRETIZATION_METHODS[method]
+    for k in ("d_lambda", "lambda_f", "max_nsegs_length"):
+        if k in out:
+            try:
+                out[k] = float(out[k])
+            except (TypeError, ValueError):
+                raise CellLoadError(f"cell file {path}: discretization {k} must be a number.") from None
+    return out
+
+
+def _synapses(path: Path, value) -> dict:
+    """The cell file's synapse parameters (e.g. exc_weight_uS, inh_weight_uS)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise CellLoadError(f"cell file {path}: 'synapses' must map parameter names to numbers.")
+    unknown = set(value) - set(DEFAULT_SYNAPSES)
+    if unknown:
+        raise CellLoadError(f"cell file {path}: unknown synapse parameters {sorted(unknown)}; "
+                            f"allowed: {sorted(DEFAULT_SYNAPSES)}.")
+    out = {}
+    for k, v in value.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0:
+            raise CellLoadError(f"cell file {path}: synapses {k} must be a number >= 0, got {v!r}.")
+        out[k] = float(v)
+    return out

@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -75,10 +76,57 @@ class CellSpec:
     region_of: dict[str, str] = field(default_factory=dict)
     licence: str | None = None
     synapse_defaults: dict = field(default_factory=dict)  # cell-specific DEFAULT_SYNAPSES overrides
+    hoc_files: list[Path] = field(default_factory=list)  # loaded in order before the template
+    biophysics_template: str | None = None  # hoc template whose biophys(cell) sets densities
+    cell_file: Path | None = None  # the YAML cell file this spec was read from
+    discretization: dict = field(default_factory=dict)  # the cell file's discretization keys
+
+    def loaded_files(self) -> list[Path]:
+        """Every file that building this cell reads: cell file, morphology, hoc files,
+        template, biophysics file, .mod sources, and the files those hoc files load
+        themselves (``load_file``/``xopen`` with a literal path), found recursively."""
+        files: list[Path] = []
+        seen: set[Path] = set()
+
+        def add(f):
+            if f is None:
+                return
+            f = Path(f)
+            key = f.resolve() if f.exists() else f
+            if key in seen:
+                return
+            seen.add(key)
+            files.append(f)
+            # BBP folders: template.hoc loads synapses/synapses.hoc, which lfpsurrogate
+            # replaces by a no-op (see stage_bbp_folder); it is never loaded
+            if self.kind != "bbp" and f.suffix.lower() in (".hoc", ".ses") and f.is_file():
+                for ref in hoc_file_references(f):
+                    add(ref)
+
+        add(self.cell_file)
+        add(self.morphology)
+        for f in self.hoc_files:
+            add(f)
+        add(self.template_file)
+        if isinstance(self.biophysics, (str, Path)):
+            add(Path(self.biophysics))
+        if self.folder is not None:
+            for f in sorted(Path(self.folder).glob("*.hoc")):
+                add(f)
+        if isinstance(self.template_args, (list, tuple)):
+            for a in self.template_args:
+                if isinstance(a, (str, Path)) and Path(a).is_file():
+                    add(Path(a))
+        for f in sorted(self.mod_files, key=lambda p: Path(p).name):
+            add(f)
+        return files
 
     def biophysics_hash(self) -> str:
-        """Hash of everything that sets the membrane: .mod sources, hoc and Python code."""
+        """Hash of everything that sets the membrane: every file the cell loads (see
+        :meth:`loaded_files`), Python biophysics code, v_init, celsius and regions."""
         h = hashlib.sha256()
+        # the original sequence first, so that cells whose files it already covered keep
+        # their fingerprint (stores and shipped models refer to it) ...
         for f in sorted(self.mod_files, key=lambda p: Path(p).name):
             h.update(Path(f).name.encode() + Path(f).read_bytes())
         files = [self.template_file, self.morphology]
@@ -89,6 +137,12 @@ class CellSpec:
         for f in files:
             if f is not None and Path(f).is_file():
                 h.update(Path(f).name.encode() + Path(f).read_bytes())
+        # ... then every other file the cell loads (cell file, hoc_files, files loaded by
+        # hoc itself)
+        covered = {Path(f).resolve() for f in [*self.mod_files, *files] if f is not None}
+        for f in self.loaded_files():
+            if Path(f).resolve() not in covered and Path(f).is_file():
+                h.update(Path(f).name.encode() + Path(f).read_bytes())
         if callable(self.biophysics):
             try:
                 h.update(inspect.getsource(self.biophysics).encode())
@@ -96,6 +150,22 @@ class CellSpec:
                 h.update(repr(self.biophysics).encode())
         h.update(json.dumps([self.v_init, self.celsius, self.region_of], sort_keys=True).encode())
         return h.hexdigest()[:16]
+
+
+_LOAD_RE = re.compile(r'\b(?:load_file|xopen)\s*\(\s*(?:\d+\s*,\s*)?"([^"]+)"')
+
+
+def hoc_file_references(path: Path) -> list[Path]:
+    """Files a hoc file loads with a literal path (``load_file("x.hoc")``, ``xopen(...)``)
+    that exist relative to the file's folder; NEURON's library files (stdrun.hoc, ...)
+    resolve nowhere there and are left out."""
+    text = Path(path).read_text(errors="replace")
+    out = []
+    for ref in _LOAD_RE.findall(text):
+        f = Path(ref) if Path(ref).is_absolute() else Path(path).parent / ref
+        if f.is_file():
+            out.append(f)
+    return out
 
 
 def describe(discretization: Discretization, synapses: dict) -> dict:

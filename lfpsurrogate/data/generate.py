@@ -30,6 +30,7 @@ from .store import (
     done_mask,
     geometry_dataset,
     read_attrs,
+    read_strings,
     sample_plan,
     STORE_FORMAT,
     FORMAT_VERSION,
@@ -56,7 +57,7 @@ class SampleTask:
     seed: int
     protocol: str
     cell: str
-    d_lambda: float
+    d_lambda: float | None
     duration_ms: float
     rate_exc_hz: float
     rate_inh_hz: float
@@ -73,11 +74,12 @@ def _quiet_stdout() -> None:
         _QUIET["done"] = True
 
 
-def worker_cell(name: str, d_lambda: float, quiet: bool = False):
-    """The Cell of this worker process, loaded once and reused (NEURON holds one cell)."""
+def worker_cell(name: str, d_lambda: float | None, quiet: bool = False):
+    """The Cell of this worker process, loaded once and reused (NEURON holds one cell).
+    d_lambda None: the cell's own discretization (a cell file's, else the default)."""
     if quiet:
         _quiet_stdout()
-    key = (name, float(d_lambda))
+    key = (name, None if d_lambda is None else float(d_lambda))
     if key not in _CELLS:
         from ..cells import load_cell
 
@@ -86,7 +88,7 @@ def worker_cell(name: str, d_lambda: float, quiet: bool = False):
     return _CELLS[key]
 
 
-def worker_geometry(name: str, d_lambda: float, quiet: bool = False):
+def worker_geometry(name: str, d_lambda: float | None, quiet: bool = False):
     """(CellGeometry, package versions) as seen by a worker."""
     return worker_cell(name, d_lambda, quiet).geometry, package_versions()
 
@@ -213,6 +215,48 @@ def _write_data(path: Path, result: dict) -> None:
     data.to_zarr(path, region=region, consolidated=False)
 
 
+# ---- firing report -----------------------------------------------------------------
+SILENT_WARN_FRACTION = 0.5  # warn when more than this fraction of samples is silent ...
+HIGH_RATE_HZ = 50.0  # ... or fires above this rate
+
+
+def firing_summary(spike_counts, protocols, duration_ms: float) -> tuple[dict, list[str]]:
+    """Somatic firing per protocol: samples, mean rate (Hz), silent samples, samples above
+    HIGH_RATE_HZ; and a warning for every protocol where more than half the samples are
+    silent or fire above HIGH_RATE_HZ (a surrogate learns little from such data)."""
+    counts = np.asarray(spike_counts, dtype=float)
+    protocols = np.asarray(protocols).astype(str)
+    rates = counts / (duration_ms / 1000.0)
+    report, warnings = {}, []
+    for name in sorted(set(protocols.tolist())):
+        r = rates[protocols == name]
+        silent, high = int((r == 0).sum()), int((r > HIGH_RATE_HZ).sum())
+        report[name] = {"samples": int(r.size), "mean_rate_hz": round(float(r.mean()), 3),
+                        "silent": silent, f"above_{HIGH_RATE_HZ:g}_hz": high}
+        if silent > SILENT_WARN_FRACTION * r.size:
+            warnings.append(
+                f"protocol {name!r}: {silent} of {r.size} samples have no somatic spike; raise "
+                "--rate-exc or the cell file's synapses: exc_weight_uS.")
+        if high > SILENT_WARN_FRACTION * r.size:
+            warnings.append(
+                f"protocol {name!r}: {high} of {r.size} samples fire above {HIGH_RATE_HZ:g} Hz; "
+                "lower --rate-exc or the cell file's synapses: exc_weight_uS.")
+    return report, warnings
+
+
+def firing_report(path: Path) -> tuple[dict, list[str]]:
+    """:func:`firing_summary` of the done samples of a store."""
+    import zarr
+
+    done = done_mask(path)
+    spikes = zarr.open_array(str(Path(path) / "spikes"), mode="r")
+    counts = np.array([int(spikes[i].sum()) for i in np.flatnonzero(done)])
+    params = GenerationParams.from_json(read_attrs(path)["generation"])
+    names = [f"{p} (shift)" if s == "shift" else str(p) for p, s in
+             zip(read_strings(path, "protocol_name")[done], read_strings(path, "split")[done])]
+    return firing_summary(counts, names, params.duration_ms)
+
+
 # ---- locking, checks -------------------------------------------------------------------
 @contextlib.contextmanager
 def _store_lock(path: Path):
@@ -329,11 +373,13 @@ def generate_dataset(
             all_done = done_mask(path).all()
         if all_done:  # nothing to do: no cluster
             nbytes = directory_bytes(path)
+            firing, warns = firing_report(path)
             return {"out": str(path), "cell": params.cell, "cell_fingerprint": attrs["cell_fingerprint"],
                     "samples": params.n_total, "done": params.n_total,
                     "already_done": params.n_total, "generated": 0, "failed": 0,
                     "bytes": nbytes, "bytes_per_simulated_s":
-                    round(nbytes / (params.n_total * params.duration_ms / 1000))}
+                    round(nbytes / (params.n_total * params.duration_ms / 1000)),
+                    "firing": firing, "warnings": warns}
     t_start = time.perf_counter()
     with _store_lock(path), _client(workers, scheduler) as (client, local):
         try:  # batch-queued workers may still be starting
@@ -425,6 +471,9 @@ def generate_dataset(
         "bytes_per_simulated_s": round(nbytes / (n_done * params.duration_ms / 1000))
         if n_done else None,
     }
+    summary["firing"], summary["warnings"] = firing_report(path)
+    for w in summary["warnings"]:
+        print(f"lfpsurrogate dataset generate: warning: {w}", file=sys.stderr)
     if failures:
         raise GenerationInterrupted(
             f"{len(failures)} of {len(todo)} samples failed (first: {failures[0]}); the others "

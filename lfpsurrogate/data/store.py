@@ -49,6 +49,12 @@ class DatasetError(LfpsurrogateError, ValueError):
 class GenerationParams:
     """Everything that determines the content of a store. Same parameters, same bytes.
 
+    cell: what :func:`lfpsurrogate.load_cell` takes: "l5_ttpc1", "pyramid_hh", another BBP
+    cell MEArec ships, a BBP cell folder, or a cell file (.yaml) describing a user's cell
+    (morphology, .mod folder, hoc template and its arguments, hoc files, discretization,
+    synaptic weights; see ``lfpsurrogate.cells.sources.spec_from_yaml``). Every dask worker
+    loads the cell from this string, so give a path all workers can read.
+    d_lambda: the d_lambda rule's fraction; None keeps the cell file's discretization.
     protocols: input protocols of train/val/test samples; with several, each sample picks
     one from its own seed. shift_protocol: protocol of the ``shift`` samples.
     splits: ((name, fraction), ...) over train/val/test, fractions summing to 1.
@@ -66,7 +72,7 @@ class GenerationParams:
     dtype: str = "float32"
     rate_exc_hz: float = 5.0
     rate_inh_hz: float = 2.0
-    d_lambda: float = 0.3
+    d_lambda: float | None = 0.3
     bin_ms: float = 1.0
     chunk_ms: float = 1000.0
     format_version: int = field(default=FORMAT_VERSION)
@@ -252,7 +258,7 @@ def read_attrs(store: str | Path) -> dict:
     path = Path(store)
     if not path.exists():
         raise DatasetError(f"dataset store {path} does not exist; create it with "
-                           "`lfpsurrogate dataset generate --out {path} ...`.")
+                           f"`lfpsurrogate dataset generate --out {path} ...`.")
     try:
         attrs = dict(zarr.open_group(str(path), mode="r").attrs)
     except Exception as exc:  # noqa: BLE001  (zarr raises several types here)

@@ -1,0 +1,113 @@
+"""Spike-threshold calibration: the spike-logit threshold with the best spike F1 on a
+held-out split (the validation split by default, never the test split).
+
+Training weights the spike loss (BCE ``pos_weight``) towards the rare spikes, which biases
+the logit upwards: calling a spike at logit 0 (p = 0.5) over-calls them (an exported model
+fired at 123-199 Hz that way). The threshold chosen here is what ``predict_lfp`` and
+``evaluate`` use (the model sidecar's ``spike_logit_threshold``).
+
+Scoring is :mod:`lfpsurrogate.evaluate`'s: upward crossings of the threshold, matched
+one-to-one to the true somatic spikes within ±2 ms, after the model's burn-in.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+THRESHOLD_GRID = np.arange(-2.0, 12.01, 0.25)  # logits searched, in this order
+
+
+def spike_logits(model, store: str | Path, split: str = "val", *, batch_size: int = 4,
+                 device: str = "cpu") -> tuple[list[np.ndarray], list[np.ndarray], int]:
+    """Run ``model`` free over the done samples of ``split``: (logits after burn-in, true
+    spike bins after burn-in (shifted to it), burn-in bins). ``model`` is called only
+    through its forward, ``model(x) -> {"spike_logit": (batch, time), ...}``."""
+    import torch
+    import zarr
+
+    from .data import split_samples, store_params
+    from .evaluate import BURN_IN_MIN_MS, EvaluationError
+
+    params = store_params(store)
+    samples = split_samples(store, split)
+    if samples.size == 0:
+        raise EvaluationError(f"store {store} has no finished samples in split {split!r} to "
+                              "calibrate the spike threshold on; generate them first.")
+    rf = int(getattr(model, "receptive_field", 0) or 0)
+    burn_in = max(rf, int(math.ceil(BURN_IN_MIN_MS / params.bin_ms - 1e-9)))
+    g = zarr.open_group(str(store), mode="r")
+    logits, spikes = [], []
+    model = model.to(device).eval()
+    for k in range(0, len(samples), batch_size):
+        idx = [int(i) for i in samples[k: k + batch_size]]
+        x = torch.from_numpy(np.stack([np.asarray(g["inputs"][i], dtype=np.float32) for i in idx]))
+        with torch.inference_mode():
+            out = model(x.to(device))["spike_logit"].float().cpu().numpy()
+        for j, i in enumerate(idx):
+            counts = np.asarray(g["spikes"][i]).astype(np.int64)
+            bins = np.repeat(np.flatnonzero(counts > 0), counts[counts > 0])
+            logits.append(out[j, burn_in:].astype(np.float64))
+            spikes.append(bins[bins >= burn_in] - burn_in)
+    return logits, spikes, burn_in
+
+
+def best_threshold(logits, spikes, grid=THRESHOLD_GRID, tolerance_ms: float = 2.0,
+                   bin_ms: float = 1.0) -> tuple[float, float]:
+    """(threshold, F1): the first value of ``grid`` with the highest pooled spike F1."""
+    from .evaluate import spike_counts, spike_f1
+
+    tol = int(math.floor(tolerance_ms / bin_ms + 1e-9))
+    best, best_f1 = 0.0, -1.0
+    for thr in np.asarray(grid, dtype=float):
+        tp = fp = fn = 0
+        for logit, bins in zip(logits, spikes):
+            a, b, c = spike_counts(logit - thr, bins, 0, tol)
+            tp, fp, fn = tp + a, fp + b, fn + c
+        f1 = spike_f1(tp, fp, fn)
+        if not math.isnan(f1) and f1 > best_f1:
+            best, best_f1 = float(thr), f1
+    return best, best_f1
+
+
+def calibrate_spike_threshold(model, store: str | Path, split: str = "val", *,
+                              batch_size: int = 4, device: str = "cpu") -> float:
+    """The spike-logit threshold of ``model`` (a torch module, called through its forward)
+    with the best spike F1 on ``split`` of ``store``; 0.0 when the split has no spikes."""
+    from .data import store_params
+
+    logits, spikes, _ = spike_logits(model, store, split, batch_size=batch_size, device=device)
+    return best_threshold(logits, spikes, bin_ms=float(store_params(store).bin_ms))[0]
+
+
+def calibrate_for_export(checkpoint: str | Path, store: str | Path, geometry, split: str = "val",
+                         *, device: str = "cpu") -> tuple[Path, float, dict | None]:
+    """Calibrate a training checkpoint for export: (checkpoint to export, sidecar logit
+    threshold, calibration report or None).
+
+    Models whose spikes feed back into themselves (``spiking``) get their threshold inside
+    the loop (``calibrate_threshold``: best free-running F1 on ``split``, and whether
+    adding the spike waveforms to v helps there); they are written as a new checkpoint
+    ``<checkpoint>_calibrated`` and the sidecar threshold is 0. Other models keep their
+    weights and get the post-hoc logit threshold of :func:`calibrate_spike_threshold`."""
+    from .data import WindowDataset
+    from .modelfolder import load_surrogate
+    from .nn import save_checkpoint
+
+    checkpoint = Path(checkpoint)
+    loaded = load_surrogate(checkpoint, geometry=geometry, device=device)
+    model = loaded.model
+    if not hasattr(model, "calibrate_threshold"):
+        return checkpoint, calibrate_spike_threshold(model, store, split, device=device), None
+    samples = list(WindowDataset(store, split, 1.0, expected_fingerprint=geometry).whole_samples())
+    model._m = geometry.vmem_to_imem  # the validation error of imem guides the waveform choice
+    report = model.calibrate_threshold(samples)
+    out = checkpoint.with_name(checkpoint.name + "_calibrated")
+    meta = loaded.sidecar
+    save_checkpoint(out, model, config=meta.get("config"),
+                    cell_fingerprint=meta.get("cell_fingerprint"),
+                    data_fingerprint=meta.get("data_fingerprint"), epoch=meta.get("epoch", 0),
+                    metrics=meta.get("metrics"),
+                    extra={"spike_calibration": {k: v for k, v in report.items() if k != "scores"}})
+    return out, 0.0, report

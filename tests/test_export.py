@@ -1,0 +1,106 @@
+"""Spike-threshold calibration on the validation split, and `lfpsurrogate export`: a training
+run of a user's cell -> a model folder that predict_lfp loads."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import lfpsurrogate as lfps
+from lfpsurrogate.calibrate import best_threshold, calibrate_spike_threshold
+
+CELL_FILE = Path(__file__).parent / "data" / "l5like" / "cell.yaml"
+
+
+def test_best_threshold_recovers_a_biased_logit():
+    rng = np.random.default_rng(0)
+    logits, spikes = [], []
+    for _ in range(5):
+        bins = np.sort(rng.choice(np.arange(5, 995), 8, replace=False))
+        bins = bins[np.r_[True, np.diff(bins) > 3]]
+        logit = np.full(1000, 2.0)  # a logit biased upwards: 0 would call a spike everywhere
+        logit[bins] = 7.0
+        logits.append(logit)
+        spikes.append(bins)
+    thr, f1 = best_threshold(logits, spikes)
+    assert f1 == 1.0
+    assert thr == 2.25  # the first grid value above the bias: every spike, nothing else
+    thr0, f10 = best_threshold(logits, spikes, grid=[0.0])
+    assert f10 < 0.1  # at logit 0 every sample's first bin is a false spike... and no match
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """A store of the l5like cell (train/val/test) and a run folder with a small untrained
+    'ours' checkpoint whose spike logit is biased upwards, as training leaves it."""
+    import torch
+
+    from lfpsurrogate.data import store_geometry
+    from lfpsurrogate.nn import build_model, fit_normalisation, save_checkpoint
+
+    root = tmp_path_factory.mktemp("export")
+    store = root / "s.zarr"
+    res = subprocess.run(
+        [sys.executable, "-m", "lfpsurrogate.cli", "dataset", "generate", "--cell", str(CELL_FILE),
+         "--n-samples", "6", "--duration-ms", "400", "--splits", "train=0.34,val=0.33,test=0.33",
+         "--protocol", "constant", "--rate-exc", "8", "--workers", "1", "--no-progress",
+         "--json", "--out", str(store)], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    g = store_geometry(store)
+    torch.manual_seed(0)
+    model = build_model({"architecture": "ours", "hidden": 8, "layers": 2, "rank": 6,
+                         "first_kernel": 5, "local_features": 2}, g.n_channels, g.n_segments, g)
+    x = torch.from_numpy(lfps.poisson_inputs(g, 300, seed=0).values[None].astype(np.float32))
+    fit_normalisation(model, x, torch.randn(1, g.n_segments, 300) * 3 - 65)
+    with torch.no_grad():
+        model.spike_head.weight.mul_(20.0)
+        model.spike_head.bias.fill_(3.0)
+    save_checkpoint(root / "run" / "best", model, config={"note": "test"},
+                    cell_fingerprint=g.fingerprint)
+    return root, store, model
+
+
+def test_calibration_equals_evaluate_on_the_val_split(trained_run):
+    from lfpsurrogate.evaluate import evaluate
+
+    root, store, model = trained_run
+    thr = calibrate_spike_threshold(model, store, "val")
+    ref = evaluate(root / "run" / "best", store, "val", calibrate_spikes=True)
+    assert thr == ref["spike_logit_threshold_best"]
+    assert thr != 0.0  # the biased logit needs a threshold above 0
+
+
+def test_export_cli_writes_a_loadable_model_folder(trained_run):
+    root, store, model = trained_run
+    out = root / "my_model"
+    res = subprocess.run([sys.executable, "-m", "lfpsurrogate.cli", "export", "--run",
+                          str(root / "run"), "--data", str(store), "--out", str(out), "--json"],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    summary = json.loads(res.stdout)
+    thr = calibrate_spike_threshold(model, store, "val")
+    assert summary["spike_logit_threshold"] == thr
+    sidecar = json.loads((out / "model.json").read_text())
+    assert sidecar["spike_logit_threshold"] == thr
+    lo, hi = sidecar["input_rate_hz"]
+    assert 0 < lo <= hi
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["test"]["spike_logit_threshold"] == thr and metrics["test"]["split"] == "test"
+    card = (out / "README.md").read_text()
+    assert "l5like" in card and f"{thr:.2f}" in card and "validation split" in card
+    assert (out / "MANIFEST.json").is_file()
+    ds = lfps.predict_lfp(rates={"duration_ms": 100}, model=out, signals=("lfp", "spikes"))
+    assert ds.attrs["model"] == "my_model" and np.isfinite(ds.lfp.values).all()
+    # refusals: an existing folder, a run without a checkpoint
+    res = subprocess.run([sys.executable, "-m", "lfpsurrogate.cli", "export", "--run",
+                          str(root / "run"), "--data", str(store), "--out", str(out)],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2 and "--overwrite" in res.stderr
+    res = subprocess.run([sys.executable, "-m", "lfpsurrogate.cli", "export", "--run",
+                          str(root), "--data", str(store), "--out", str(root / "x")],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2 and "holds no checkpoint" in res.stderr
