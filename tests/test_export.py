@@ -104,3 +104,46 @@ def test_export_cli_writes_a_loadable_model_folder(trained_run):
                           str(root), "--data", str(store), "--out", str(root / "x")],
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 2 and "holds no checkpoint" in res.stderr
+
+
+def test_export_of_a_spiking_model_calibrates_inside_its_feedback_loop(trained_run):
+    """A spiking model's threshold acts inside its loop: export writes a calibrated
+    checkpoint (threshold in the weights, sidecar threshold 0), and predict_lfp's spikes from
+    the folder are the model's own free-running spikes."""
+    import torch
+
+    from lfpsurrogate.calibrate import calibrate_for_export
+    from lfpsurrogate.data import store_geometry
+    from lfpsurrogate.export import export_run
+    from lfpsurrogate.nn import build_model, fit_normalisation, load_model, save_checkpoint
+
+    root, store, _ = trained_run
+    g = store_geometry(store)
+    torch.manual_seed(1)
+    model = build_model({"architecture": "spiking", "hidden": 8, "layers": 2, "rank": 6,
+                         "first_kernel": 5, "n_bumps": 3, "max_lag_ms": 20, "input_modes": 6,
+                         "spike_history_ms": 8, "waveform_ms": 6}, g.n_channels, g.n_segments, g)
+    x = torch.from_numpy(lfps.poisson_inputs(g, 300, seed=0).values[None].astype(np.float32))
+    fit_normalisation(model, x, torch.randn(1, g.n_segments, 300) * 3 - 65)
+    with torch.no_grad():
+        model.w_spike.mul_(300.0)  # a drive that crosses 0 now and then
+    save_checkpoint(root / "spk" / "best", model, config={"note": "test"},
+                    cell_fingerprint=g.fingerprint)
+    ckpt, threshold, report = calibrate_for_export(root / "spk" / "best", store, g)
+    assert threshold == 0.0 and ckpt.name == "best_calibrated"
+    calibrated, meta = load_model(ckpt, geometry=g)
+    assert float(calibrated.spike_threshold) == report["threshold"]
+    assert meta["spike_calibration"]["threshold"] == report["threshold"]
+    errs = report["val_error_by_waveform_gain"]
+    assert float(calibrated.waveform_gain) == min(errs, key=lambda k: errs[k]["total"])
+
+    out = root / "spk_model"
+    export_run(root / "spk", store, out)
+    sidecar = json.loads((out / "model.json").read_text())
+    assert sidecar["spike_logit_threshold"] == 0.0 and "spike_calibration" in sidecar
+    counts = lfps.poisson_inputs(g, 400, seed=5, rate_exc_hz=8.0)
+    ds = lfps.predict_lfp(counts, model=out, signals=("lfp", "spikes"))
+    with torch.no_grad():
+        own = calibrated(torch.from_numpy(counts.values[None].astype(np.float32)))["spikes"]
+    assert own.sum() > 0
+    assert np.array_equal(ds["spikes"].values[0] > 0, own[0].numpy() > 0)
