@@ -105,11 +105,11 @@ def neuron_recording(cell, counts, dt: float = 1 / 16, bin_ms: float = 1.0,
     det = h.NetCon(soma._ref_v, None, sec=soma.sec)
     det.threshold = threshold_mv
     det.record(spikes)
+    h.cvode.use_fast_imem(1)  # i_membrane_ exists only with fast_imem on
+    h.cvode_active(0)
     tvec = h.Vector().record(h._ref_t)
     rec_v = [h.Vector().record(s._ref_v) for s in segs]
     rec_i = [h.Vector().record(s._ref_i_membrane_) for s in segs]
-    h.cvode.use_fast_imem(1)
-    h.cvode_active(0)
     h.celsius = cell.spec.celsius
     h.finitialize(cell.spec.v_init)
     h.t = -settle_ms
