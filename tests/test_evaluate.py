@@ -406,8 +406,8 @@ def test_model_folder_spike_threshold_sets_evaluate_f1(store, geom, tmp_path):
     post = np.concatenate([lg[burn:] for lg in logits])
     assert post.std() > 0
     levels = np.unique(post)
-    thresholds = [float((levels[i] + levels[i + 1]) / 2)
-                  for i in (len(levels) // 4, (3 * len(levels)) // 4)]
+    candidates = [float((levels[i] + levels[i + 1]) / 2)
+                  for i in (int(q * (len(levels) - 2)) for q in (0.5, 0.9, 0.2, 0.97, 0.7))]
 
     def expected(thr):
         """(predicted, F1) with onsets at >= thr after burn-in, matched within 2 bins."""
@@ -426,6 +426,9 @@ def test_model_folder_spike_threshold_sets_evaluate_f1(store, geom, tmp_path):
         f1 = 2 * tp / (n_pred + n_true) if n_pred + n_true else float("nan")
         return n_pred, f1
 
+    counts = {thr: expected(thr)[0] for thr in candidates}
+    thresholds = [candidates[0]]
+    thresholds.append(next(t for t in candidates[1:] if counts[t] != counts[candidates[0]]))
     results = []
     for k, thr in enumerate(thresholds):
         folder = _folder_with_threshold(tmp_path, geom, thr, f"t{k}")
