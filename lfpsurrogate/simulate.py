@@ -122,7 +122,8 @@ def simulate(
     spike_times = np.array(spike_vec.to_python(), dtype=float)
     spike_times = spike_times[spike_times >= 0]
     del netcons, detector
-    return _to_dataset(cell, counts, v_out.T, i_out.T, spike_times, dt, bin_ms, inputs)
+    return _to_dataset(cell, counts, v_out.T, i_out.T, spike_times, dt, bin_ms, inputs,
+                       spike_threshold_mv)
 
 
 def settle_to_rest(h, v_init: float, dt: float, settle_ms: float = 2000.0) -> None:
@@ -152,7 +153,8 @@ def _queue_events(netcons, counts: np.ndarray, t0: float, bin_ms: float) -> None
             nc.event(t)
 
 
-def _to_dataset(cell, counts, v, imem, spike_times, dt, bin_ms, inputs) -> xr.Dataset:
+def _to_dataset(cell, counts, v, imem, spike_times, dt, bin_ms, inputs,
+                spike_threshold_mv) -> xr.Dataset:
     geom = cell.geometry
     n_bins = counts.shape[1]
     time = np.arange(n_bins) * bin_ms
@@ -189,7 +191,7 @@ def _to_dataset(cell, counts, v, imem, spike_times, dt, bin_ms, inputs) -> xr.Da
             "dt_ms": dt,
             "bin_ms": bin_ms,
             "averaging": "trapezoidal average of the dt samples over each bin (bin 0: mean of its samples after t=0)",
-            "spike_threshold_mv": -20.0,
+            "spike_threshold_mv": float(spike_threshold_mv),
             "v_init_mv": cell.spec.v_init,
             "celsius": cell.spec.celsius,
             "seed": int(in_attrs.get("seed", -1)),

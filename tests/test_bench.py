@@ -47,6 +47,12 @@ def test_result_has_spec_keys_and_sane_values(result):
     assert s["cells"] == 1 and s["duration_ms"] == 200.0
     assert s["neuron_wall_s"] == pytest.approx(s["neuron_simulate_s"] + s["neuron_forward_s"])
     assert s["surrogate_first_call_s"] > 0 and s["surrogate_memory"]["rss_peak_mb"] > 0
+    # the figures are what their definitions say, from the measured walls
+    assert result["speedup_single"] == pytest.approx(s["neuron_wall_s"] / s["surrogate_wall_s"])
+    assert result["neuron_cell_seconds_per_second"] == pytest.approx(0.2 / s["neuron_wall_s"])
+    assert result["surrogate_cell_seconds_per_second_single"] == pytest.approx(
+        0.2 / s["surrogate_wall_s"])
+    assert s["surrogate_wall_s"] == min(s["surrogate_walls_s"])  # the best of the repeats
     # the evaluate keys, computed on this very run
     for key in ("soma_rmse_mv", "lfp_r_median", "eeg_r_median", "meg_r_median", "dipole_r",
                 "n_true_spikes", "n_predicted_spikes", "lfp_rel_rmse"):
@@ -72,8 +78,12 @@ def test_population_scaling_is_declared(result):
 def test_sweep_rows_and_files(result, tmp_path):
     pts = {(r["cells"], r["duration_ms"]) for r in result["sweep"]}
     assert pts == {(1, 1000.0), (2, 1000.0), (1, 200.0)}
+    per_cell_second = (result["single"]["neuron_simulate_s_per_cell_second"]
+                       + result["population"]["neuron_forward_s_per_cell_second"])
     for r in result["sweep"]:
-        assert r["surrogate_wall_s"] > 0 and r["speedup_estimated"] > 0
+        assert r["cell_seconds"] == pytest.approx(r["cells"] * r["duration_ms"] / 1000)
+        assert r["neuron_wall_s_estimated"] == pytest.approx(r["cell_seconds"] * per_cell_second)
+        assert r["speedup_estimated"] == pytest.approx(r["neuron_wall_s_estimated"] / r["surrogate_wall_s"])
     saved = json.loads(open(result["results_file"]).read())
     assert saved["speedup_single"] == result["speedup_single"]
     assert result["results_file"].endswith("-quick.json") and result["plot"].endswith(".png")

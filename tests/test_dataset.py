@@ -103,19 +103,23 @@ def test_reference_store_content(reference):
     assert info["done"] == N_TOTAL and info["splits"]["shift"] == {"samples": 2, "done": 2}
 
 
-def test_sample_matches_direct_simulation(reference):
-    """A stored sample is exactly what simulate() gives for its seed and protocol."""
+def test_sample_matches_an_independent_neuron_recording(reference):
+    """A stored sample holds the inputs drawn for its seed and protocol, and the voltages and
+    spikes of the test's own NEURON run of those inputs (not simulate())."""
     import lfpsurrogate as lfps
+    from conftest import neuron_recording
 
     ds = open_store(reference)
     i = 14  # a validation sample
     cell = lfps.load_cell("pyramid_hh")
     inputs = lfps.poisson_inputs(cell, 400.0, int(ds.seed[i]), protocol=str(ds.protocol_name.values[i]),
                                  rate_exc_hz=10.0)
-    truth = lfps.simulate(cell, inputs)
     assert np.array_equal(ds.inputs[i].values, inputs.values)
-    assert np.array_equal(ds.v[i].values, truth.v.values.astype(np.float32))
-    assert np.array_equal(ds.spikes[i].values, truth.spikes.values)
+    v_ref, _, t_ref = neuron_recording(cell, inputs.values)
+    assert ds.v[i].dtype == np.float32
+    np.testing.assert_allclose(ds.v[i].values, v_ref, rtol=0, atol=1e-4)  # float32 of ~70 mV
+    per_bin = np.bincount(t_ref.astype(int), minlength=ds.sizes["time"])
+    assert per_bin.sum() > 0 and np.array_equal(ds.spikes[i].values, per_bin)
 
 
 def test_sigkill_driver_then_resume_is_bit_identical(reference, tmp_path):
@@ -247,6 +251,32 @@ def test_store_of_another_cell_version_is_refused_by_name(reference, tmp_path):
     with pytest.raises(DatasetError, match="fingerprint 0123456789abcdef, but cell 'pyramid_hh' "
                                            f"loads now with fingerprint {fp_other}"):
         gen.generate_dataset(other, params, workers=1, progress=False)
+
+
+@pytest.mark.parametrize("package", ["neuron", "lfpsurrogate"])
+def test_resume_after_a_package_version_change_is_refused(tmp_path, package):
+    """A store started under other package versions is not resumed: the samples would mix
+    software. The stored version of one package is edited, one sample is left undone."""
+    import zarr
+
+    out = tmp_path / "small.zarr"
+    params = GenerationParams(cell="pyramid_hh", n_samples=2, duration_ms=20.0, seed=0,
+                              splits=(("train", 1.0),))
+    gen.generate_dataset(out, params, workers=1, progress=False)
+    g = zarr.open_group(str(out), mode="r+")
+    versions = json.loads(g.attrs["versions"])
+    assert package in versions
+    old = versions[package]
+    g.attrs["versions"] = json.dumps({**versions, package: "0.0.1"})
+    g["done"][1] = 0
+    with pytest.raises(DatasetError, match=rf"other package versions \({package} 0\.0\.1 -> "
+                                           rf"{re.escape(str(old))}\)"):
+        gen.generate_dataset(out, params, workers=1, progress=False)
+    assert int(done_mask(out).sum()) == 1  # nothing was generated
+    # with the versions restored the same store resumes
+    g.attrs["versions"] = json.dumps(versions)
+    summary = gen.generate_dataset(out, params, workers=1, progress=False)
+    assert summary["already_done"] == 1 and summary["done"] == 2
 
 
 def test_window_dataset_with_two_loader_workers_matches_store(reference):

@@ -247,6 +247,47 @@ def test_noise_lowers_lfp_r_and_gives_one_mv_soma_rmse(store, geom, signals):
     assert res["soma_rmse_mv"] == pytest.approx(1.0, abs=0.15)
 
 
+def test_signal_r_against_lfpykit(store, geom, signals):
+    """lfp_r_median and dipole_r of a noisy prediction against the same figures computed
+    here from lfpykit's own LineSourcePotential and CurrentDipoleMoment (cell at
+    (50, 0, 0) µm, laminar-16 contacts, sigma 0.3 S/m), not from signal_matrices."""
+    from lfpykit import CellGeometry as KitGeometry, CurrentDipoleMoment, LineSourcePotential
+
+    from lfpsurrogate import load_probe
+
+    rng = np.random.default_rng(1)
+    samples = load_samples(store, "train") + load_samples(store, "test")
+    burn_in = 50
+    ev = Evaluator(geom, burn_in=burn_in, signals=signals)
+    truth, pred = [], []
+    for _, v, bins in samples:
+        noisy = v + rng.normal(scale=0.5, size=v.shape)
+        ev.add(noisy, v, logits_from(bins, v.shape[1]), bins)
+        truth.append(v[:, burn_in:])
+        pred.append(noisy[:, burn_in:])
+    res = ev.result()
+    v_true, v_pred = np.concatenate(truth, 1), np.concatenate(pred, 1)
+    m = geom.vmem_to_imem
+    kit = KitGeometry(x=geom.x + 50.0, y=geom.y, z=geom.z, d=geom.d)
+    contacts = load_probe("laminar-16").positions
+    k_lfp = LineSourcePotential(kit, x=contacts[:, 0], y=contacts[:, 1], z=contacts[:, 2],
+                                sigma=0.3).get_transformation_matrix()
+
+    def r_rows(a, b):
+        a, b = a - a.mean(1, keepdims=True), b - b.mean(1, keepdims=True)
+        return (a * b).sum(1) / np.sqrt((a * a).sum(1) * (b * b).sum(1))
+
+    lfp_r = r_rows(k_lfp @ (m @ v_true), k_lfp @ (m @ v_pred))
+    assert res["lfp_r_median"] == pytest.approx(float(np.median(lfp_r)), rel=1e-6)
+    p_kit = CurrentDipoleMoment(KitGeometry(x=geom.x, y=geom.y, z=geom.z, d=geom.d)) \
+        .get_transformation_matrix()
+    p_true, p_pred = p_kit @ (m @ v_true), p_kit @ (m @ v_pred)
+    weights = p_true.var(1)
+    dipole_r = float((r_rows(p_true, p_pred) * weights).sum() / weights.sum())
+    assert res["dipole_r"] == pytest.approx(dipole_r, rel=1e-6)
+    assert 0.2 < res["lfp_r_median"] < 0.999  # the noise is visible, not swamping
+
+
 def test_burn_in_follows_the_receptive_field(store, geom):
     samples = load_samples(store, "test")
     res = evaluate_model(Oracle(samples, geom.n_channels, geom.n_segments, receptive_field=87),
@@ -336,3 +377,106 @@ def test_spike_threshold_calibration_recovers_a_biased_logit(stick):
     result = calibrated.result()
     assert result["spike_f1"] == 1.0 and at_zero < 0.2
     assert result["spike_logit_threshold"] == best
+
+
+# ---- the spike threshold of a model folder ---------------------------------------------
+def _folder_with_threshold(tmp_path, geom, threshold, name):
+    """A tiny tcn model folder (same weights every time) whose sidecar sets the threshold."""
+    from lfpsurrogate.modelfolder import export_model_folder
+
+    torch.manual_seed(0)
+    ck = saved_model(tmp_path / name, geom)
+    extra = {} if threshold is None else {"spike_logit_threshold": threshold}
+    return export_model_folder(ck, geom, tmp_path / name / "folder", sidecar_extra=extra)
+
+
+def test_model_folder_spike_threshold_sets_evaluate_f1(store, geom, tmp_path):
+    """evaluate() calls spikes at the model folder's threshold: the predicted count and the
+    F1 are the ones computed here from the model's logits at that threshold (and differ
+    between two thresholds); an explicit spike_threshold overrides the folder's."""
+    from lfpsurrogate.modelfolder import load_surrogate
+
+    samples = load_samples(store, "test")
+    plain = _folder_with_threshold(tmp_path, geom, None, "plain")
+    model = load_surrogate(plain).model
+    burn = max(int(model.receptive_field), 50)
+    with torch.no_grad():
+        logits = [model(torch.tensor(x[None], dtype=torch.float32))["spike_logit"][0].double().numpy()
+                  for x, _, _ in samples]
+    post = np.concatenate([lg[burn:] for lg in logits])
+    assert post.std() > 0
+    levels = np.unique(post)
+    candidates = [float((levels[i] + levels[i + 1]) / 2)
+                  for i in (int(q * (len(levels) - 2)) for q in (0.5, 0.9, 0.2, 0.97, 0.7))]
+
+    def expected(thr):
+        """(predicted, F1) with onsets at >= thr after burn-in, matched within 2 bins."""
+        n_pred, tp, n_true = 0, 0, 0
+        for lg, (_, _, bins) in zip(logits, samples):
+            above = lg >= thr
+            onsets = np.flatnonzero(above[1:] & ~above[:-1]) + 1
+            onsets, true = onsets[onsets >= burn], bins[bins >= burn]
+            used, hits = set(), 0
+            for p in onsets:  # greedy one-to-one: fine for spikes further apart than 4 bins
+                near = [i for i, t in enumerate(true) if abs(int(p) - int(t)) <= 2 and i not in used]
+                if near:
+                    used.add(near[0])
+                    hits += 1
+            n_pred, tp, n_true = n_pred + len(onsets), tp + hits, n_true + len(true)
+        f1 = 2 * tp / (n_pred + n_true) if n_pred + n_true else float("nan")
+        return n_pred, f1
+
+    counts = {thr: expected(thr)[0] for thr in candidates}
+    thresholds = [candidates[0]]
+    thresholds.append(next(t for t in candidates[1:] if counts[t] != counts[candidates[0]]))
+    results = []
+    for k, thr in enumerate(thresholds):
+        folder = _folder_with_threshold(tmp_path, geom, thr, f"t{k}")
+        res = evaluate(folder, store, "test")
+        n_pred, f1 = expected(thr)
+        assert res["spike_logit_threshold"] == thr
+        assert res["n_predicted_spikes"] == n_pred > 0
+        assert res["spike_f1"] == pytest.approx(f1, abs=1e-12)
+        results.append(res)
+    assert results[0]["n_predicted_spikes"] != results[1]["n_predicted_spikes"]
+    override = evaluate(_folder_with_threshold(tmp_path, geom, thresholds[0], "o"), store, "test",
+                        spike_threshold=thresholds[1])
+    assert override["n_predicted_spikes"] == results[1]["n_predicted_spikes"]
+
+
+# ---- end to end on a tiny store ----------------------------------------------------------
+def test_train_export_evaluate_predict_end_to_end(store, geom, tmp_path):
+    """train (from a YAML config, as the command does) -> export -> evaluate -> predict_lfp
+    on the tiny store. evaluate's LFP r and soma RMSE on the test sample equal the ones
+    computed here from predict_lfp's output against the LFP of the stored NEURON voltages."""
+    import yaml
+
+    from lfpsurrogate import forward_model, predict_lfp
+    from lfpsurrogate.modelfolder import export_model_folder
+    from lfpsurrogate.train_cli import run_training
+
+    config = {"model": {"architecture": "ours", "hidden": 8, "layers": 2, "first_kernel": 5,
+                        "rank": 4, "local_features": 2},
+              "data": {"train": [str(store)], "window_ms": 120, "n_windows": 8},
+              "loss": {"v": 1.0, "spike": 0.1, "imem": 0.5, "dipole": 0.5},
+              "optim": {"lr": 3e-3}, "train": {"epochs": 2, "batch_size": 4, "stats_windows": 4}}
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(config))
+    summary = run_training(path, tmp_path / "run", progress=False)
+    assert summary["epochs_run"] == 2 and summary["cell_fingerprint"] == geom.fingerprint
+    folder = export_model_folder(summary["best_checkpoint"], geom, tmp_path / "tiny-model")
+    res = evaluate(folder, store, "test")
+    for key in REQUIRED:
+        assert key in res, key
+    assert res["n_samples"] == 1 and res["architecture"] == "ours"
+    x, v_true, _ = load_samples(store, "test")[0]
+    pred = predict_lfp(x, model=folder, probe="laminar-16", positions=(50, 0, 0),
+                       rotations=(0, 0, 0), signals=("v", "lfp"))
+    burn = int(res["burn_in_ms"])
+    lfp_true = forward_model(geom, "laminar-16", position=(50, 0, 0)).from_voltages(v_true)["lfp"].values
+    r = pearson_r(pred["lfp"].values[:, burn:], lfp_true[:, burn:])
+    assert res["lfp_r_median"] == pytest.approx(float(np.median(r)), abs=1e-4)
+    soma = geom.soma_index
+    rmse = soma_rmse_clipped(pred["v"].values[0, soma, burn:], v_true[soma, burn:])
+    assert res["soma_rmse_mv"] == pytest.approx(rmse, rel=1e-4)
+    assert np.isfinite(pred["lfp"].values).all() and 0 < res["soma_rmse_mv"] < 30

@@ -122,7 +122,12 @@ def test_loss_physics_terms(data):
     err = torch.randn_like(v) * 0.3
     _, parts = loss({"v": v + err, "spike_logit": torch.zeros(4, 96)}, batch)
     m = torch.as_tensor(geom.vmem_to_imem.toarray(), dtype=torch.float32)
-    p = torch.as_tensor(geom.midpoints.T, dtype=torch.float32) @ m
+    # the dipole of imem from lfpykit (an independent reference), not the loss's own matrix
+    from lfpykit import CellGeometry as KitGeometry, CurrentDipoleMoment
+
+    kit = KitGeometry(x=geom.x, y=geom.y, z=geom.z, d=geom.d)
+    p_kit = CurrentDipoleMoment(kit).get_transformation_matrix()  # (3, segment), µm
+    p = torch.as_tensor(p_kit, dtype=torch.float32) @ m
     imem_var = torch.einsum("rs,nst->nrt", m, tr.v).var(dim=(0, 2)).mean()
     assert parts["imem"] == pytest.approx(float((m @ err).pow(2).mean() / imem_var), rel=1e-3)
     dip_var = torch.einsum("rs,nst->nrt", p, tr.v).var(dim=(0, 2)).sum()  # relative to |p|
@@ -132,6 +137,69 @@ def test_loss_physics_terms(data):
     dense.fit(tr.v, tr.spikes)
     _, parts_dense = dense({"v": v + err, "spike_logit": torch.zeros(4, 96)}, batch)
     assert parts_dense["imem"] == pytest.approx(parts["imem"], rel=1e-4)
+
+
+def test_burn_in_bins_change_neither_loss_nor_gradients(data):
+    """Corrupting the first burn_in bins of prediction and target (voltages, logits, and the
+    spike labels that lie farther than the spike window before the first counted bin)
+    leaves the loss and its gradients unchanged; the gradient there is zero."""
+    geom, tr, _ = data
+    cfg = LossConfig(v=1.0, spike=1.0, imem=1.0, dipole=1.0, spike_boost=2.0, spike_window_ms=3)
+    loss = SurrogateLoss(cfg, 12, vmem_to_imem=geom.vmem_to_imem, midpoints=geom.midpoints)
+    loss.fit(tr.v, tr.spikes)
+    burn_in, torch_gen = 20, torch.Generator().manual_seed(0)
+    v_true, spikes = tr.v[:4].clone(), tr.spikes[:4].clone()
+    v_hat = v_true + torch.randn(v_true.shape, generator=torch_gen)
+    logit = torch.randn(spikes.shape, generator=torch_gen)
+
+    def run(vh, lg, vt, sp):
+        vh, lg = vh.clone().requires_grad_(True), lg.clone().requires_grad_(True)
+        total, parts = loss({"v": vh, "spike_logit": lg}, {"v": vt, "spikes": sp}, burn_in)
+        total.backward()
+        return total.detach(), parts, vh.grad, lg.grad
+
+    clean = run(v_hat, logit, v_true, spikes)
+    bad_vh, bad_lg, bad_vt, bad_sp = v_hat.clone(), logit.clone(), v_true.clone(), spikes.clone()
+    bad_vh[..., :burn_in] += 40 * torch.randn(4, 12, burn_in, generator=torch_gen)
+    bad_vt[..., :burn_in] -= 30.0
+    bad_lg[:, :burn_in] = 50.0
+    bad_sp[:, :burn_in - 3] = 1.0 - bad_sp[:, :burn_in - 3]  # outside the 3-bin spike window
+    dirty = run(bad_vh, bad_lg, bad_vt, bad_sp)
+    assert set(clean[1]) == {"v", "spike", "imem", "dipole"}
+    assert torch.equal(clean[0], dirty[0]) and clean[1] == dirty[1]
+    for g_clean, g_dirty in zip(clean[2:], dirty[2:]):
+        assert torch.equal(g_clean, g_dirty)
+        assert float(g_clean[..., burn_in:].abs().max()) > 0  # the counted bins do get gradient
+        assert float(g_clean[..., :burn_in].abs().max()) == 0.0
+    # without the burn-in the same corruption does change the loss
+    assert float(loss({"v": bad_vh, "spike_logit": bad_lg}, {"v": bad_vt, "spikes": bad_sp})[0]) \
+        > 2 * float(clean[0])
+
+
+def test_training_ignores_the_burn_in_bins(data, tmp_path):
+    """train() with the voltages of each window's first receptive-field bins scrambled
+    (reversed in time: the same values, so the normalisation statistics are unchanged)
+    ends with the same weights and validation losses as with clean data."""
+    from lfpsurrogate.nn.synthetic import WindowTensors
+
+    geom, tr, va = data
+    cfg = train_cfg("ours", epochs=3)
+    burn_in = build_model(cfg["model"], geom.n_channels, geom.n_segments, geom).receptive_field
+    assert 4 < burn_in < 40
+
+    def scrambled(d):
+        v = d.v.clone()
+        v[..., :burn_in] = v[..., :burn_in].flip(-1)
+        assert not torch.equal(v, d.v)
+        return WindowTensors(inputs=d.inputs, v=v, spikes=d.spikes)
+
+    a = train(cfg, tr, va, tmp_path / "clean", geom, progress=False)
+    b = train(cfg, scrambled(tr), scrambled(va), tmp_path / "scrambled", geom, progress=False)
+    for ha, hb in zip(a.history, b.history):
+        assert ha["val_loss"] == pytest.approx(hb["val_loss"], rel=1e-4)
+    sa, sb = a.model.state_dict(), b.model.state_dict()
+    for k in sa:
+        assert torch.allclose(sa[k], sb[k], rtol=1e-4, atol=1e-5), k
 
 
 def test_loss_burn_in_spike_weights_and_errors(data):

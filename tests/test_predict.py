@@ -75,12 +75,65 @@ def test_same_seed_same_output_and_spikes(model_dir):
 
 
 def test_gradients_flow_to_inputs(model_dir):
+    """The gradient of the LFP with respect to the input counts: causal (the LFP at bin t
+    does not depend on input after t), non-zero on the receptive field, and equal to a
+    central finite difference of the same function along a random direction."""
     g = load_surrogate(model_dir).geometry
-    x = torch.tensor(lfps.poisson_inputs(g, 120, seed=0).values, dtype=torch.float32,
-                     requires_grad=True)
-    out = predict_lfp(x, model=model_dir, signals=("lfp", "eeg"), return_tensors=True)
-    (out["lfp"].pow(2).sum() + out["eeg"].pow(2).sum()).backward()
-    assert x.grad is not None and float(x.grad.abs().sum()) > 0
+    x0 = torch.tensor(lfps.poisson_inputs(g, 120, seed=0).values, dtype=torch.float64)
+    t, e = 80, 5
+
+    def lfp_at(x):
+        out = predict_lfp(x.float(), model=model_dir, signals=("lfp", "eeg"), return_tensors=True)
+        return out["lfp"][..., e, t].sum() + 1e3 * out["eeg"][..., 0, t].sum()
+
+    x = x0.clone().float().requires_grad_(True)
+    lfp_at(x).backward()
+    grad = x.grad.double()
+    assert float(grad[:, t + 1:].abs().max()) == 0.0  # causal
+    assert float(grad[:, :t + 1].abs().max()) > 0
+    direction = torch.randn(x0.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    direction[:, t + 1:] = 0
+    eps = 1e-2
+    with torch.no_grad():
+        fd = (float(lfp_at(x0 + eps * direction)) - float(lfp_at(x0 - eps * direction))) / (2 * eps)
+    analytic = float((grad * direction).sum())
+    assert fd == pytest.approx(analytic, rel=2e-2, abs=1e-3 * abs(analytic))
+
+
+def _onsets(logit: np.ndarray, threshold: float) -> np.ndarray:
+    """Bins where logit >= threshold and the previous bin (if any) is below it."""
+    above = logit >= threshold
+    return np.flatnonzero(above & ~np.r_[False, above[:-1]])
+
+
+def test_model_spike_threshold_sets_predicted_spikes(pyramid, tmp_path):
+    """predict_lfp's spikes are the upward crossings of the threshold written in the model
+    folder: two folders of the same weights with different thresholds give the crossings of
+    each (computed here from the logit), and different spike trains."""
+    g = pyramid.geometry
+    x = lfps.poisson_inputs(g, 300, seed=4).values
+    base = make_tiny_model_folder(g, tmp_path / "base", "m0")
+    out = predict_lfp(x, model=base, signals=("spikes",))
+    raw = predict_lfp(torch.tensor(x, dtype=torch.float32), model=base, signals=("lfp",),
+                      return_tensors=True)
+    logit = raw["spike_logit"].detach().double().numpy().reshape(-1)
+    assert logit.std() > 0
+    # thresholds halfway between neighbouring distinct logit values, at two quantiles
+    levels = np.unique(logit)
+    picks = [levels[int(q * (len(levels) - 1))] for q in (0.3, 0.8)]
+    thresholds = [float((a + levels[np.searchsorted(levels, a) + 1]) / 2) for a in picks]
+    at_zero = np.isin(np.arange(logit.size), _onsets(logit, 0.0)).astype(np.int8)
+    assert np.array_equal(out["spikes"].values[0], at_zero)  # no threshold in the folder: 0
+    trains = []
+    for k, thr in enumerate(thresholds):
+        folder = make_tiny_model_folder(g, tmp_path / f"t{k}", f"m{k + 1}",
+                                        sidecar_extra={"input_rate_hz": [0.5, 20.0],
+                                                       "spike_logit_threshold": thr})
+        spikes = predict_lfp(x, model=folder, signals=("spikes",))["spikes"].values[0]
+        want = np.isin(np.arange(logit.size), _onsets(logit, thr)).astype(np.int8)
+        assert want.sum() > 0 and np.array_equal(spikes, want), thr
+        trains.append(spikes)
+    assert not np.array_equal(trains[0], trains[1])
 
 
 @pytest.mark.parametrize(

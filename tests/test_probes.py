@@ -86,6 +86,46 @@ def test_mm_units_are_converted(tmp_path):
     assert p.head.radii == (79000.0, 80000.0, 85000.0, 90000.0)
 
 
+# the same sensors written in each length unit: µm per unit, hard-coded here
+UNIT_TEXT = {"um": "1", "µm": "1", "micrometer": "1", "mm": "1e-3", "cm": "1e-4", "m": "1e-6"}
+EEG_UM = [[0.0, 0.0, 90000.0], [90000.0, 0.0, 0.0], [0.0, -54000.0, 72000.0]]
+MEG_UM = [[0.0, 0.0, 100000.0], [0.0, 110000.0, 0.0]]
+HEAD_UM = [79000.0, 80000.0, 85000.0, 90000.0]
+
+
+def _in_unit(values, unit: str) -> str:
+    """µm values as YAML text in ``unit``, in plain decimal notation (0.09 for 90000 µm in
+    m): the product is exact, so the file holds what a user would type."""
+    from decimal import Decimal
+
+    f = Decimal(UNIT_TEXT[unit])
+
+    def one(c: float) -> str:
+        return format(Decimal(repr(float(c))) * f, "f")
+
+    if isinstance(values[0], list):
+        return "[" + ", ".join("[" + ", ".join(map(one, row)) + "]" for row in values) + "]"
+    return "[" + ", ".join(map(one, values)) + "]"
+
+
+@pytest.mark.parametrize("unit", sorted(UNIT_TEXT))
+def test_one_probe_in_every_length_unit_loads_identically(tmp_path, unit):
+    head = f"head: {{radii: {_in_unit(HEAD_UM, unit)}, conductivities: [0.3, 1.5, 0.015, 0.3]}}\n"
+    eeg = tmp_path / f"eeg-{unit}.yaml"
+    eeg.write_text(f"kind: eeg\nunits: {unit}\n{head}"
+                   f"electrodes: {{names: [Cz, T8, X], positions: {_in_unit(EEG_UM, unit)}}}\n",
+                   encoding="utf-8")
+    meg = tmp_path / f"meg-{unit}.yaml"
+    meg.write_text(f"kind: meg\nunits: {unit}\n{head}"
+                   f"sensors: {{names: [A, B], positions: {_in_unit(MEG_UM, unit)}, "
+                   "orientations: [[0, 0, 1], [0, 1, 0]]}\n", encoding="utf-8")
+    e, m = load_probe(eeg), load_probe(meg)
+    np.testing.assert_allclose(e.positions, EEG_UM, rtol=1e-9)
+    np.testing.assert_allclose(m.positions, MEG_UM, rtol=1e-9)
+    np.testing.assert_allclose(e.head.radii, HEAD_UM, rtol=1e-12)
+    np.testing.assert_allclose(m.head.radii, HEAD_UM, rtol=1e-12)
+
+
 def test_save_sensor_yaml_roundtrip(tmp_path):
     head = HeadModel((70000.0, 71000.0, 76000.0, 80000.0), (0.33, 1.79, 0.01, 0.33))
     e = eeg_10_20(head)

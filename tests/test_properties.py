@@ -35,7 +35,7 @@ from lfpsurrogate.geometry import CellGeometry
 from lfpsurrogate.inputs import MAX_COUNT, validate_counts
 from lfpsurrogate.modelfolder import load_surrogate, write_manifest
 from lfpsurrogate.predict import inputs_from_rates, predict_lfp
-from lfpsurrogate.probes import UNIT_SCALE, HeadModel, Probe, load_probe
+from lfpsurrogate.probes import HeadModel, Probe, load_probe
 
 from conftest import make_tiny_model_folder
 
@@ -123,7 +123,10 @@ def sensor_document(draw):
     scalp, MEG sensors inside the head, empty lists and junk fields mixed in."""
     kind = draw(st.sampled_from(["eeg", "meg"]))
     units = draw(st.sampled_from(["um", "mm", "cm", "m", "µm", "inch", "", None, 3]))
-    scale = UNIT_SCALE.get(units, 1.0) if isinstance(units, str) else 1.0
+    # µm per unit, written out here (not the code's table): a wrong factor in the code
+    # makes a well-formed file land off the scalp or inside the head
+    scale = {"um": 1.0, "µm": 1.0, "mm": 1000.0, "cm": 10000.0, "m": 1000000.0}.get(
+        units, 1.0) if isinstance(units, str) else 1.0
     n = draw(st.integers(0, 4))
     scalp = HeadModel().scalp_radius
     if kind == "eeg":

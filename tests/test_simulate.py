@@ -1,4 +1,5 @@
-"""Ground truth against physics: imem = M v, determinism, firing, rest, event timing."""
+"""Ground truth against physics and against an independent NEURON recording: imem = M v,
+bin averages, spike times and threshold, determinism, firing, rest, event timing."""
 from __future__ import annotations
 
 import json
@@ -8,6 +9,8 @@ import pytest
 
 import lfpsurrogate as lfps
 from lfpsurrogate.errors import InputError
+
+from conftest import neuron_recording
 
 
 @pytest.fixture(scope="module")
@@ -95,3 +98,41 @@ def test_cells_can_alternate_in_one_process(pyramid, l5):
     c = lfps.simulate(pyramid, np.zeros((pyramid.n_channels, 20)))
     assert a.v.shape[0] != b.v.shape[0]
     assert np.array_equal(a.v.values, c.v.values)
+
+
+@pytest.mark.parametrize("bin_ms, dt", [(1.0, 1 / 16), (2.0, 1 / 8), (0.5, 1 / 16)])
+def test_matches_an_independent_neuron_recording(pyramid, bin_ms, dt):
+    """simulate's v, imem and spike times against the test's own NEURON run (own NetCons,
+    Vector.record of every step, bin averages computed here), for bin widths of 0.5, 1 and
+    2 ms. Strong input, so the soma fires and the spike path is covered too."""
+    g = pyramid.geometry
+    n_bins = int(round(120 / bin_ms))
+    counts = lfps.poisson_inputs(pyramid, 120, seed=3, protocol="constant", rate_exc_hz=40,
+                                 rate_inh_hz=5, bin_ms=bin_ms).values
+    assert counts.shape == (g.n_channels, n_bins)
+    ds = lfps.simulate(pyramid, counts, dt=dt, bin_ms=bin_ms)
+    v_ref, i_ref, t_ref = neuron_recording(pyramid, counts, dt=dt, bin_ms=bin_ms)
+    assert t_ref.size >= 1  # the reference fired: spike detection is exercised
+    assert ds.v.shape == v_ref.shape == (g.n_segments, n_bins)
+    np.testing.assert_allclose(ds.v.values, v_ref, rtol=0, atol=1e-6)
+    scale = np.abs(i_ref).max()
+    np.testing.assert_allclose(ds.imem.values, i_ref, rtol=0, atol=1e-6 * scale)
+    np.testing.assert_allclose(ds.spike_times.values, t_ref, atol=1e-9)
+    np.testing.assert_allclose(ds.time.values, np.arange(n_bins) * bin_ms)
+    per_bin = np.bincount((t_ref // bin_ms).astype(int), minlength=n_bins)
+    assert np.array_equal(ds.spikes.values, per_bin)
+
+
+def test_spike_threshold_is_used_and_recorded(pyramid):
+    """The detector threshold given to simulate is the one used and the one recorded."""
+    counts = lfps.poisson_inputs(pyramid, 100, seed=3, protocol="constant", rate_exc_hz=40,
+                                 rate_inh_hz=5).values
+    _, _, t_low = neuron_recording(pyramid, counts, threshold_mv=-40.0)
+    _, _, t_high = neuron_recording(pyramid, counts, threshold_mv=10.0)
+    low = lfps.simulate(pyramid, counts, spike_threshold_mv=-40.0)
+    high = lfps.simulate(pyramid, counts, spike_threshold_mv=10.0)
+    assert low.attrs["spike_threshold_mv"] == -40.0 and high.attrs["spike_threshold_mv"] == 10.0
+    np.testing.assert_allclose(low.spike_times.values, t_low, atol=1e-9)
+    np.testing.assert_allclose(high.spike_times.values, t_high, atol=1e-9)
+    # a lower threshold is crossed by more action potentials, and earlier on each
+    assert t_low.size > t_high.size >= 1 and t_low[0] < t_high[0]

@@ -1,0 +1,212 @@
+"""Mutation testing, one module at a time, with only the tests that concern it.
+
+    python benchmarks/mutation.py simulate            # one module (names in MODULES)
+    python benchmarks/mutation.py simulate probes --limit 40 --out benchmarks/results/mutation.json
+    nice -n 19 python benchmarks/mutation.py --all     # every module; hours on 2 cores
+
+Why our own runner and not mutmut: mutmut 3 copies the whole project into ``mutants/``,
+rewrites every function of every module into a trampoline, and selects tests globally
+(``pytest_add_cli_args_test_selection``), not per module; on a shared 2-core machine one
+run over the package does not fit a background job. This runner makes one mutant at a
+time, of one module, and runs only that module's tests (``MODULES``) with ``-x``, so a
+killed mutant usually costs one failing test.
+
+Mutants are made on the syntax tree, one site at a time (the module is written back with
+``ast.unparse``, comments and docstrings aside the code is the same):
+
+* arithmetic ``+ - * / // %`` swapped (``+``<->``-``, ``*``<->``/``, ``//``->``/``, ``%``->``*``);
+* comparisons ``< <= > >= == !=`` to their neighbour (``<``->``<=``, ``==``->``!=``, ...);
+* ``and``<->``or``; ``not x`` -> ``x``;
+* numeric constants ``c`` -> ``c + 1`` (ints) or ``c * 2`` / ``1.0`` for ``0.0`` (floats);
+  ``True``<->``False``;
+* ``return x`` -> ``return None`` in functions that return a value.
+
+The module is mutated in a scratch copy of the repository (``--work``, default a temporary
+folder); tests run there with ``PYTHONPATH`` pointing at the copy, so the working tree is
+never touched. A mutant is *killed* when the tests fail or run past ``--timeout`` (default
+10 x the unmutated run, at least 60 s), *survived* when they pass. Score = killed / mutants
+run. Survivors are listed with their line and change; judge each: a test that kills it, or
+the reason it is equivalent (in ``docs/reliability.md``).
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import copy
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# module -> (file, pytest arguments: the tests that concern it, fast ones only)
+MODULES: dict[str, tuple[str, list[str]]] = {
+    "simulate": ("lfpsurrogate/simulate.py",
+                 ["tests/test_simulate.py", "-k", "independent or threshold or bin_start or refused "
+                  "or divide"]),
+    "probes": ("lfpsurrogate/probes.py", ["tests/test_probes.py"]),
+    "inputs": ("lfpsurrogate/inputs.py", ["tests/test_inputs.py"]),
+    "geometry": ("lfpsurrogate/geometry.py", ["tests/test_geometry.py"]),
+    "forward": ("lfpsurrogate/forward.py", ["tests/test_forward.py"]),
+    "predict": ("lfpsurrogate/predict.py", ["tests/test_predict.py"]),
+    "store": ("lfpsurrogate/data/store.py", ["tests/test_dataset.py"]),
+    "evaluate": ("lfpsurrogate/evaluate.py", ["tests/test_evaluate.py"]),
+}
+
+_BINOP = {ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.Div, ast.Div: ast.Mult,
+          ast.FloorDiv: ast.Div, ast.Mod: ast.Mult}
+_CMP = {ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt, ast.Eq: ast.NotEq,
+        ast.NotEq: ast.Eq, ast.Is: ast.IsNot, ast.IsNot: ast.Is, ast.In: ast.NotIn,
+        ast.NotIn: ast.In}
+
+
+def _docstring_nodes(tree: ast.AST) -> set[int]:
+    ids = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+                ids.add(id(body[0].value))
+    return ids
+
+
+def _sites(tree: ast.AST) -> list[tuple[int, str]]:
+    """(index in ast.walk order, description) of every mutable site."""
+    skip = _docstring_nodes(tree)
+    out = []
+    for i, node in enumerate(ast.walk(tree)):
+        if isinstance(node, ast.BinOp) and type(node.op) in _BINOP:
+            out.append((i, f"{type(node.op).__name__} -> {_BINOP[type(node.op)].__name__}"))
+        elif isinstance(node, ast.Compare) and type(node.ops[0]) in _CMP:
+            out.append((i, f"{type(node.ops[0]).__name__} -> {_CMP[type(node.ops[0])].__name__}"))
+        elif isinstance(node, ast.BoolOp):
+            out.append((i, "and <-> or"))
+        elif isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+            out.append((i, "not x -> x"))
+        elif isinstance(node, ast.Constant) and id(node) not in skip:
+            if isinstance(node.value, bool):
+                out.append((i, f"{node.value} -> {not node.value}"))
+            elif isinstance(node.value, (int, float)):
+                out.append((i, f"{node.value!r} -> {_new_number(node.value)!r}"))
+        elif isinstance(node, ast.Return) and node.value is not None and not (
+                isinstance(node.value, ast.Constant) and node.value.value is None):
+            out.append((i, "return x -> return None"))
+    return out
+
+
+def _new_number(v):
+    if isinstance(v, int):
+        return v + 1
+    return 1.0 if v == 0.0 else v * 2
+
+
+class _Unwrap(ast.NodeTransformer):
+    """Replace one node (a ``not x``) by its operand."""
+
+    def __init__(self, target: ast.AST) -> None:
+        self.target = target
+
+    def visit(self, node):
+        if node is self.target:
+            return node.operand
+        return self.generic_visit(node)
+
+
+def _mutate(tree: ast.AST, index: int) -> ast.AST:
+    tree = copy.deepcopy(tree)
+    node = list(ast.walk(tree))[index]
+    if isinstance(node, ast.BinOp):
+        node.op = _BINOP[type(node.op)]()
+    elif isinstance(node, ast.Compare):
+        node.ops[0] = _CMP[type(node.ops[0])]()
+    elif isinstance(node, ast.BoolOp):
+        node.op = ast.Or() if isinstance(node.op, ast.And) else ast.And()
+    elif isinstance(node, ast.UnaryOp):
+        tree = _Unwrap(node).visit(tree)  # "not x" -> "x"
+    elif isinstance(node, ast.Constant):
+        node.value = (not node.value) if isinstance(node.value, bool) else _new_number(node.value)
+    elif isinstance(node, ast.Return):
+        node.value = None
+    return ast.fix_missing_locations(tree)
+
+
+def _run_tests(work: Path, args: list[str], timeout: float) -> tuple[str, float]:
+    env = dict(os.environ, PYTHONPATH=str(work), MPLBACKEND="Agg", PYTHONDONTWRITEBYTECODE="1")
+    t0 = time.monotonic()
+    try:
+        proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
+                               *args], cwd=work, env=env, capture_output=True, text=True,
+                              timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return "timeout", time.monotonic() - t0
+    return ("passed" if proc.returncode == 0 else "failed"), time.monotonic() - t0
+
+
+def run_module(name: str, work: Path, limit: int | None, timeout: float | None,
+               log=print) -> dict:
+    rel, args = MODULES[name]
+    target = work / rel
+    original = target.read_text()
+    tree = ast.parse(original)
+    sites = _sites(tree)
+    if limit is not None:
+        sites = sites[:limit]
+    status, base_s = _run_tests(work, args, timeout=3600)
+    if status != "passed":
+        raise SystemExit(f"{name}: the tests fail on the unmutated code; fix them first.")
+    per = timeout or max(60.0, 10 * base_s)
+    log(f"{name}: {len(sites)} mutants, unmutated tests {base_s:.0f} s, timeout {per:.0f} s")
+    nodes = list(ast.walk(tree))
+    rows = []
+    try:
+        for k, (index, what) in enumerate(sites):
+            target.write_text(ast.unparse(_mutate(tree, index)))
+            result, secs = _run_tests(work, args, per)
+            line = getattr(nodes[index], "lineno", 0)
+            killed = result != "passed"
+            rows.append({"line": line, "mutation": what, "result": result, "seconds": round(secs, 1)})
+            log(f"  [{k + 1}/{len(sites)}] line {line}: {what}: "
+                f"{'killed' if killed else 'SURVIVED'} ({result}, {secs:.0f} s)")
+    finally:
+        target.write_text(original)
+    n_killed = sum(r["result"] != "passed" for r in rows)
+    score = 100.0 * n_killed / max(len(rows), 1)
+    log(f"mutation score: {name} {score:.0f} % ({n_killed} of {len(rows)} killed)")
+    return {"module": name, "file": rel, "tests": args, "mutants": len(rows),
+            "killed": n_killed, "score_percent": round(score, 1),
+            "survivors": [r for r in rows if r["result"] == "passed"], "all": rows}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("modules", nargs="*", help=f"any of {', '.join(MODULES)}")
+    ap.add_argument("--all", action="store_true", help="every module in MODULES")
+    ap.add_argument("--limit", type=int, help="at most this many mutants per module (the first ones)")
+    ap.add_argument("--timeout", type=float, help="seconds per mutant (default 10 x unmutated, >= 60)")
+    ap.add_argument("--work", type=Path, help="scratch copy of the repository (default: temporary)")
+    ap.add_argument("--out", type=Path, help="append the results (JSON lines) to this file")
+    a = ap.parse_args(argv)
+    names = list(MODULES) if a.all else a.modules
+    if not names or set(names) - set(MODULES):
+        ap.error(f"name modules among {', '.join(MODULES)}, or pass --all")
+    work = a.work or Path(tempfile.mkdtemp(prefix="lfps-mutation-"))
+    if not (work / "lfpsurrogate").is_dir():
+        shutil.copytree(ROOT, work, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns(".venv", ".git", "*.pyc", "__pycache__",
+                                                      "mutants", ".pytest_cache"))
+    for name in names:
+        res = run_module(name, work, a.limit, a.timeout)
+        if a.out:
+            a.out.parent.mkdir(parents=True, exist_ok=True)
+            with open(a.out, "a") as fh:
+                fh.write(json.dumps(res) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
