@@ -41,8 +41,12 @@ def spike_text(sidecar: dict) -> str:
     if cal:
         return (f"Spikes are generated inside the model (`nn/spiking.py`): the spike drive, with the "
                 f"model's own past spikes fed back through its history filter, crosses the threshold "
-                f"{cal['threshold']:.2f} upwards; every spike adds its learnt waveform to every "
-                f"segment. The threshold is the one with the best free-running spike F1 on the "
+                f"{cal['threshold']:.2f} upwards; "
+                + ("every spike adds its learnt waveform to every segment. "
+                   if cal.get("waveform_gain", 1.0) else
+                   "its spikes are reported but their waveforms are not added to v "
+                   "(`waveform_gain` 0, see Known limits). ")
+                + f"The threshold is the one with the best free-running spike F1 on the "
                 f"validation split (F1 {cal['f1']:.3f} there, predicted/true rate "
                 f"{cal['rate_ratio']:.2f}); the sidecar's post-hoc logit threshold is 0.")
     return (f"Spikes are called where the spike logit crosses "
