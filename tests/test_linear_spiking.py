@@ -43,6 +43,39 @@ def test_causal_filter_equals_numpy_convolution():
                 assert np.allclose(y[b, c, f], ref, atol=1e-5)
 
 
+@pytest.mark.parametrize("t_len", [15, 300])
+def test_event_driven_local_term_equals_the_fft_convolution(t_len):
+    geom = chain_geometry(9)
+    torch.manual_seed(3)
+    model = build_model({**SMALL, "architecture": "linear"}, geom.n_channels, geom.n_segments, geom)
+    with torch.no_grad():
+        model.in_mean.uniform_(0.0, 0.3)
+        model.in_scale.uniform_(0.5, 2.0)
+        model.w_local.normal_(0, 1.0)
+    x = torch.poisson(torch.full((2, geom.n_channels, t_len), 0.1))
+    xn = (x - model.in_mean[None, :, None]) * model.in_scale[None, :, None]
+    with torch.no_grad():
+        fft = model._local(xn)
+        events = model._local_events(x)
+    assert torch.allclose(events, fft, atol=1e-4 * float(fft.abs().max()))
+    with torch.no_grad():  # the model's forward uses it, and equals the gradient path
+        a = model(x)["v"]
+    b = model(x)["v"].detach()
+    assert torch.allclose(a, b, atol=1e-4)
+    spk = build_model({**SMALL, "architecture": "spiking", "input_proj": 5}, geom.n_channels,
+                      geom.n_segments, geom)
+    with torch.no_grad():
+        spk.in_mean.copy_(model.in_mean)
+        spk.in_scale.copy_(model.in_scale)
+        spk.head_drive.weight.normal_(0, 1.0)
+        spk.head_z.weight.normal_(0, 1.0)
+        fast = spk(x)
+    slow = spk(x)  # gradients on: dense projections and FFT convolutions
+    assert torch.equal(fast["spikes"], slow["spikes"])
+    assert torch.allclose(fast["v"], slow["v"].detach(), atol=1e-4)
+    assert torch.allclose(fast["spike_logit"], slow["spike_logit"].detach(), atol=1e-4)
+
+
 def _known_linear_cell(geom, n, t_len, seed):
     """Voltages made by a known kernel model written out here with numpy: each segment's
     voltage is a fixed mix of its own and its neighbours' exponentially filtered inputs."""

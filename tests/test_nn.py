@@ -73,7 +73,9 @@ def test_causal_and_receptive_field(arch):
         rf = model.receptive_field
         diff = (a[key] - c[key]).abs().reshape(-1, 80).amax(0)
         assert diff[t0 + rf - 1] > 0, "receptive_field is too large"
-        assert torch.all(diff[t0 + rf:] == 0), "receptive_field is too small"
+        # FFT convolutions (linear, spiking) spread float rounding, never more
+        assert torch.all(diff[t0 + rf:] <= 1e-6 * float(a[key].abs().max())), \
+            "receptive_field is too small"
 
 
 @pytest.mark.parametrize("arch", ["hps", "mmoe", "mmoeex", "ours"])

@@ -51,8 +51,12 @@ class TCN(nn.Module):
         self.receptive_field = 1 + (first_kernel - 1) + sum(
             (kernel_size - 1) * dilation_base ** i for i in range(layers - 1))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.proj is not None:
+    def forward(self, x: torch.Tensor, projected: torch.Tensor | None = None) -> torch.Tensor:
+        """x (batch, c_in, T); ``projected``: the in_proj output, when the caller computed
+        it (e.g. event by event from sparse counts), replaces ``self.proj(x)``."""
+        if projected is not None:
+            x = projected
+        elif self.proj is not None:
             x = self.proj(x)
         h = F.gelu(self.first(x))
         for conv in self.blocks:

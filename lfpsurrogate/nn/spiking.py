@@ -31,7 +31,7 @@ from torch import nn
 
 from .config import ModelConfig
 from .layers import TCN, CausalConv1d
-from .linear import LinearSurrogate, fit_ridge_readout
+from .linear import LinearSurrogate, fit_ridge_readout, pointwise_events
 
 
 def spike_lags_after(spikes: torch.Tensor, n_lags: int) -> torch.Tensor:
@@ -43,19 +43,33 @@ def spike_lags_after(spikes: torch.Tensor, n_lags: int) -> torch.Tensor:
 
 def free_run(drive: torch.Tensor, history: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """drive (batch, T) -> (logit, spikes), both (batch, T): logit(t) = drive(t) +
-    sum_k history[k-1] s(t-k); s(t) = 1 where logit crosses 0 upwards (>= 0 after < 0)."""
-    b, t_len = drive.shape
-    h = history.shape[0]
-    hf = history.flip(0)
-    s = torch.zeros(b, t_len + h, dtype=drive.dtype, device=drive.device)
-    logit = torch.empty_like(drive)
-    prev = torch.full((b,), -1.0, dtype=drive.dtype, device=drive.device)
-    for t in range(t_len):
-        lt = drive[:, t] + s[:, t:t + h] @ hf
-        s[:, t + h] = ((lt >= 0) & (prev < 0)).to(drive.dtype)
-        logit[:, t] = lt
-        prev = lt
-    return logit, s[:, h:]
+    sum_k history[k-1] s(t-k); s(t) = 1 where logit crosses 0 upwards (>= 0 after < 0; the
+    bin before t = 0 counts as below).
+
+    Event-driven: a spike changes the logit only in the next H bins, so each row jumps from
+    one upward crossing to the next (a handful per second) instead of stepping through every
+    bin; the result is the bin-by-bin rule's. No gradients (spikes are thresholded)."""
+    with torch.no_grad():
+        logit = drive.detach().clone()
+        spikes = torch.zeros_like(logit)
+        hist = history.detach().to(logit.dtype)
+        h, t_len = hist.shape[0], logit.shape[1]
+        below = torch.full((logit.shape[0], 1), -1.0, dtype=logit.dtype, device=logit.device)
+        for i in range(logit.shape[0]):
+            row = logit[i]
+            t = 0
+            while t < t_len:
+                prev = row[t - 1: t_len - 1] if t > 0 else torch.cat([below[i], row[: t_len - 1]])
+                hits = ((row[t:] >= 0) & (prev < 0)).nonzero()
+                if hits.numel() == 0:
+                    break
+                u = t + int(hits[0, 0])
+                spikes[i, u] = 1.0
+                n = min(h, t_len - u - 1)
+                if n > 0:
+                    row[u + 1: u + 1 + n] += hist[:n]
+                t = u + 1
+    return logit, spikes
 
 
 class SpikingSurrogate(LinearSurrogate):
@@ -99,12 +113,18 @@ class SpikingSurrogate(LinearSurrogate):
         state_dict.setdefault(prefix + "waveform_gain", torch.ones(()))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
-    def drive_and_latents(self, xn: torch.Tensor) -> dict[str, torch.Tensor]:
+    def drive_and_latents(self, xn: torch.Tensor, x: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Latents z (with the TCN residual), local terms, the predicted subthreshold soma
         voltage (standardised, no spike waveform) and the spike drive (logit units)
         = soma_gain . [vsub(t), vsub(t) - vsub(t-1)] + linear score + TCN head - threshold."""
-        p = self.linear_parts(xn)
-        h = self.trunk(xn)
+        p = self.linear_parts(xn, x)
+        projected = None
+        if (x is not None and self.trunk.proj is not None
+                and not (torch.is_grad_enabled() and self.trunk.proj.weight.requires_grad)):
+            w = self.trunk.proj
+            projected = (pointwise_events(x, w.weight[:, :, 0], self.in_mean, self.in_scale)
+                         + w.bias[None, :, None])
+        h = self.trunk(xn, projected)
         z = p["z"] + self.head_z(h)
         k, slot = int(self.soma_segment), int(self.soma_input_slot)
         vsub = torch.einsum("r,brt->bt", self.basis[k], z) + self.b_segment[k]
@@ -136,7 +156,7 @@ class SpikingSurrogate(LinearSurrogate):
             raise InputError(f"surrogate input must be (batch, {self.n_channels} channels, time); "
                              f"got shape {tuple(x.shape)}.")
         xn = (x - self.in_mean[None, :, None]) * self.in_scale[None, :, None]
-        p = self.drive_and_latents(xn)
+        p = self.drive_and_latents(xn, x)
         gain = 1.0
         if spikes is None:
             logit, s = free_run(p["drive"], self.history.detach())
