@@ -65,17 +65,26 @@ def raised_cosine_basis(n_bumps: int, max_lag_ms: float, bin_ms: float = 1.0) ->
     return np.stack(basis)
 
 
-def pointwise_events(x: torch.Tensor, weight: torch.Tensor, in_mean: torch.Tensor,
+class InputEvents:
+    """The nonzero counts of an input batch x (batch, C, T): indices and values, found once
+    and shared by every event-driven stage of a forward pass."""
+
+    def __init__(self, x: torch.Tensor) -> None:
+        self.shape = tuple(x.shape)
+        self.batch, self.channel, self.time = x.nonzero(as_tuple=True)
+        self.count = x[self.batch, self.channel, self.time]
+
+
+def pointwise_events(ev: InputEvents, weight: torch.Tensor, in_mean: torch.Tensor,
                      in_scale: torch.Tensor) -> torch.Tensor:
     """weight (out, C) applied to normalised inputs, (x - mean) * scale, at every bin, from the
-    raw counts x (batch, C, T) event by event (inputs are ~99 % zeros): the nonzero counts
-    add their scaled weight columns, the channel means a constant. -> (batch, out, T)."""
-    b, c, t = x.shape
+    input events (inputs are ~99 % zeros): the nonzero counts add their scaled weight
+    columns, the channel means a constant. -> (batch, out, T)."""
+    b, c, t = ev.shape
     w = weight * in_scale[None, :]
-    bi, ci, ti = x.nonzero(as_tuple=True)
-    out = torch.zeros(b * t, w.shape[0], dtype=w.dtype, device=x.device)
-    if bi.numel():
-        out.index_add_(0, bi * t + ti, x[bi, ci, ti][:, None] * w.T[ci])
+    out = torch.zeros(b * t, w.shape[0], dtype=w.dtype, device=w.device)
+    if ev.count.numel():
+        out.index_add_(0, ev.batch * t + ev.time, ev.count[:, None] * w.T[ev.channel])
     out = out - (w @ in_mean)[None]
     return out.reshape(b, t, -1).transpose(1, 2)
 
@@ -85,7 +94,7 @@ def causal_filter(x: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
     (zeros before t = 0), by FFT (C x F direct convolutions would cost K times more)."""
     b, c, t = x.shape
     f, k = basis.shape
-    n = 1 << int(math.ceil(math.log2(t + k - 1)))
+    n = t + k - 1  # any length: pocketfft/mkl handle it, and a power of 2 can be ~2x longer
     xf = torch.fft.rfft(x.float(), n=n)
     bf = torch.fft.rfft(basis.float(), n=n)
     return torch.fft.irfft(xf[:, :, None, :] * bf[None, None], n=n)[..., :t]
@@ -131,12 +140,12 @@ class LinearSurrogate(LowRankSurrogate):
     def receptive_field(self) -> int:
         return int(self.filters.shape[1])
 
-    def features(self, xn: torch.Tensor, x: torch.Tensor | None = None) -> torch.Tensor:
+    def features(self, xn: torch.Tensor | None, events: InputEvents | None = None) -> torch.Tensor:
         """(batch, C, T) normalised inputs -> (batch, P * F, T): the projected channels
         Q' x, each filtered by every basis kernel (the projection event by event from the
-        raw counts x when given)."""
-        xp = (torch.matmul(self.proj.T, xn) if x is None else
-              pointwise_events(x, self.proj.T, self.in_mean, self.in_scale))
+        input events when given)."""
+        xp = (torch.matmul(self.proj.T, xn) if events is None else
+              pointwise_events(events, self.proj.T, self.in_mean, self.in_scale))
         y = causal_filter(xp, self.filters)
         return y.reshape(y.shape[0], -1, y.shape[-1])
 
@@ -160,43 +169,54 @@ class LinearSurrogate(LowRankSurrogate):
         kf = torch.fft.rfft(kern, n=size)                                     # (n, 2, w)
         return torch.fft.irfft((xf * kf[None]).sum(2), n=size)[..., :t]
 
-    def _local_events(self, x: torch.Tensor) -> torch.Tensor:
+    def _local_events(self, ev: "InputEvents | torch.Tensor") -> torch.Tensor:
         """The local term of ``_local`` computed from the raw counts x (batch, C, T) event by
         event: each nonzero count adds count x scale x its segment's kernel to the next K
         bins, minus the (zero-padded) response to the channel means. Inputs are ~99 % zeros,
         so this is several times cheaper than the FFT; equal to it up to rounding (tested).
         Used without gradients (inference)."""
-        b, c, t = x.shape
+        ev = ev if isinstance(ev, InputEvents) else InputEvents(ev)
+        b, c, t = ev.shape
         n, nf = c // 2, self.filters.shape[0]
         kern = torch.einsum("nkf,fl->knl", self.w_local.reshape(n, 2, nf), self.filters)
         k = kern.shape[-1]
         kern = kern.reshape(c, k) * self.in_scale[:, None]                  # per channel
-        bi, ci, ti = x.nonzero(as_tuple=True)
-        out = torch.zeros(b * n * (t + k), dtype=kern.dtype, device=x.device)
-        if bi.numel():
-            rows = (bi * n + ci % n) * (t + k) + ti
-            idx = (rows[:, None] + torch.arange(k, device=x.device)[None]).reshape(-1)
-            out.index_add_(0, idx, (x[bi, ci, ti][:, None] * kern[ci]).reshape(-1))
+        dev = kern.device
+        out = torch.zeros(b * n * (t + k), dtype=kern.dtype, device=dev)
+        if ev.count.numel():
+            rows = (ev.batch * n + ev.channel % n) * (t + k) + ev.time
+            idx = (rows[:, None] + torch.arange(k, device=dev)[None]).reshape(-1)
+            out.index_add_(0, idx, (ev.count[:, None] * kern[ev.channel]).reshape(-1))
         out = out.reshape(b, n, t + k)[..., :t]
         ramp = torch.cumsum(kern * self.in_mean[:, None], 1)                # (C, K)
         steady = torch.cat([ramp, ramp[:, -1:].expand(c, max(t - k, 0))], 1)[:, :t]
         return out - (steady[:n] + steady[n:])[None]
 
-    def linear_parts(self, xn: torch.Tensor, x: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """Latents, local terms and linear spike score from normalised inputs xn (and the raw
-        counts x, which allow the event-driven local term when no gradient is needed)."""
-        events = x is not None and not (torch.is_grad_enabled() and self.w_local.requires_grad)
-        phi = self.features(xn, x if events else None)
+    def use_events(self) -> bool:
+        """Event-driven inference: no gradients wanted (the dense/FFT path otherwise)."""
+        return not (torch.is_grad_enabled() and self.w_local.requires_grad)
+
+    def linear_parts(self, xn: torch.Tensor | None,
+                     events: InputEvents | None = None) -> dict[str, torch.Tensor]:
+        """Latents, local terms and linear spike score from normalised inputs xn, or from
+        the input events (inference; then xn may be None)."""
+        phi = self.features(xn, events)
         z = torch.einsum("rk,bkt->brt", self.w_latent, phi) + self.b_latent[None, :, None]
         logit = torch.einsum("k,bkt->bt", self.w_spike, phi) + self.b_spike
-        local = self._local_events(x) if events else self._local(xn)
+        local = self._local_events(events) if events is not None else self._local(xn)
         return {"phi": phi, "z": z, "local": local, "spike_logit": logit}
+
+    def normalised(self, x: torch.Tensor) -> tuple[torch.Tensor | None, InputEvents | None]:
+        """(xn, events): the input events when inference can use them (xn is then not
+        needed and None), else the normalised inputs."""
+        if self.use_events():
+            return None, InputEvents(x)
+        return (x - self.in_mean[None, :, None]) * self.in_scale[None, :, None], None
 
     def readout_parts(self, x: torch.Tensor) -> dict[str, torch.Tensor | None]:
         if x.dim() != 3 or x.shape[1] != self.n_channels:
             raise ValueError(f"input must be (batch, {self.n_channels}, time); got {tuple(x.shape)}.")
-        xn = (x - self.in_mean[None, :, None]) * self.in_scale[None, :, None]
-        p = self.linear_parts(xn, x)
+        p = self.linear_parts(*self.normalised(x))
         return {"z": p["z"], "local": p["local"], "spike_logit": p["spike_logit"]}
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -205,8 +225,7 @@ class LinearSurrogate(LowRankSurrogate):
         if x.dim() != 3 or x.shape[1] != self.n_channels:
             raise InputError(f"surrogate input must be (batch, {self.n_channels} channels, time); "
                              f"got shape {tuple(x.shape)}.")
-        xn = (x - self.in_mean[None, :, None]) * self.in_scale[None, :, None]
-        p = self.linear_parts(xn, x)
+        p = self.linear_parts(*self.normalised(x))
         vn = self.readout(p["z"], p["local"])
         v = self.v_mean[None, :, None] + self.v_std[None, :, None] * vn
         return {"v": v, "spike_logit": p["spike_logit"]}

@@ -31,7 +31,7 @@ from torch import nn
 
 from .config import ModelConfig
 from .layers import TCN, CausalConv1d
-from .linear import LinearSurrogate, fit_ridge_readout, pointwise_events
+from .linear import InputEvents, LinearSurrogate, fit_ridge_readout, pointwise_events
 
 
 def spike_lags_after(spikes: torch.Tensor, n_lags: int) -> torch.Tensor:
@@ -113,17 +113,20 @@ class SpikingSurrogate(LinearSurrogate):
         state_dict.setdefault(prefix + "waveform_gain", torch.ones(()))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
-    def drive_and_latents(self, xn: torch.Tensor, x: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def drive_and_latents(self, xn: torch.Tensor | None,
+                          events: InputEvents | None = None) -> dict[str, torch.Tensor]:
         """Latents z (with the TCN residual), local terms, the predicted subthreshold soma
         voltage (standardised, no spike waveform) and the spike drive (logit units)
         = soma_gain . [vsub(t), vsub(t) - vsub(t-1)] + linear score + TCN head - threshold."""
-        p = self.linear_parts(xn, x)
+        p = self.linear_parts(xn, events)
         projected = None
-        if (x is not None and self.trunk.proj is not None
-                and not (torch.is_grad_enabled() and self.trunk.proj.weight.requires_grad)):
-            w = self.trunk.proj
-            projected = (pointwise_events(x, w.weight[:, :, 0], self.in_mean, self.in_scale)
-                         + w.bias[None, :, None])
+        if events is not None:
+            if self.trunk.proj is None:  # the trunk's first conv needs the dense inputs
+                xn = self.normalised_dense(events)
+            else:
+                w = self.trunk.proj
+                projected = (pointwise_events(events, w.weight[:, :, 0], self.in_mean,
+                                              self.in_scale) + w.bias[None, :, None])
         h = self.trunk(xn, projected)
         z = p["z"] + self.head_z(h)
         k, slot = int(self.soma_segment), int(self.soma_input_slot)
@@ -134,6 +137,12 @@ class SpikingSurrogate(LinearSurrogate):
         drive = (self.soma_gain[0] * vsub + self.soma_gain[1] * dv + p["spike_logit"]
                  + self.head_drive(h)[:, 0] - self.spike_threshold)
         return {"z": z, "local": p["local"], "vsub": vsub, "drive": drive}
+
+    def normalised_dense(self, ev: InputEvents) -> torch.Tensor:
+        """Dense normalised inputs rebuilt from the events."""
+        x = torch.zeros(ev.shape, dtype=self.in_mean.dtype, device=self.in_mean.device)
+        x[ev.batch, ev.channel, ev.time] = ev.count
+        return (x - self.in_mean[None, :, None]) * self.in_scale[None, :, None]
 
     def history_term(self, spikes: torch.Tensor) -> torch.Tensor:
         """(batch, T): sum_k history[k-1] spikes(t-k), k >= 1."""
@@ -155,8 +164,7 @@ class SpikingSurrogate(LinearSurrogate):
         if x.dim() != 3 or x.shape[1] != self.n_channels:
             raise InputError(f"surrogate input must be (batch, {self.n_channels} channels, time); "
                              f"got shape {tuple(x.shape)}.")
-        xn = (x - self.in_mean[None, :, None]) * self.in_scale[None, :, None]
-        p = self.drive_and_latents(xn, x)
+        p = self.drive_and_latents(*self.normalised(x))
         gain = 1.0
         if spikes is None:
             logit, s = free_run(p["drive"], self.history.detach())
