@@ -50,7 +50,7 @@ def stick():
 
 
 def make_tiny_model_folder(geometry, root, name: str = "tiny", local_gain_std: float = 0.0,
-                           architecture: str = "ours", **export_kwargs):
+                           architecture: str = "ours", tweak=None, **export_kwargs):
     """A small (untrained, normalised) low-rank surrogate of ``geometry`` as a model folder,
     for tests that need a model without training one."""
     import torch
@@ -74,6 +74,9 @@ def make_tiny_model_folder(geometry, root, name: str = "tiny", local_gain_std: f
             if hasattr(model, "b_segment"):
                 model.w_local.normal_(0, local_gain_std)
                 model.b_segment.normal_(0, local_gain_std)
+    if tweak is not None:  # a test's own change of the weights, before export
+        with torch.no_grad():
+            tweak(model)
     save_checkpoint(root / "ckpt" / "best", model, config={}, cell_fingerprint=g.fingerprint)
     export_kwargs.setdefault("sidecar_extra", {"input_rate_hz": [0.5, 20.0]})
     return export_model_folder(root / "ckpt" / "best", g, root / name, **export_kwargs)

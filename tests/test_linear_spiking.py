@@ -231,7 +231,7 @@ def test_evaluator_reports_true_and_predicted_firing_rates(stick):
     assert r["firing_rate_rel_error"] == pytest.approx(0.5)
 
 
-@pytest.mark.parametrize("arch", ["linear", "spiking"])
+@pytest.mark.parametrize("arch", ["linear", "spiking", "spiking-no-waveform"])
 def test_predict_lfp_with_linear_and_spiking_models(arch, pyramid, tmp_path):
     """predict_lfp's folded readout (linear) equals the voltage path, and both equal the
     forward model applied to the predicted voltages (lfpykit matrices)."""
@@ -240,8 +240,12 @@ def test_predict_lfp_with_linear_and_spiking_models(arch, pyramid, tmp_path):
 
     from conftest import make_tiny_model_folder
 
-    folder = make_tiny_model_folder(pyramid.geometry, tmp_path, f"tiny_{arch}",
-                                    local_gain_std=0.3, architecture=arch)
+    tweak = (lambda m: m.waveform_gain.fill_(0.0)) if arch == "spiking-no-waveform" else None
+    folder = make_tiny_model_folder(pyramid.geometry, tmp_path, f"tiny_{arch}", tweak=tweak,
+                                    local_gain_std=0.3, architecture=arch.split("-")[0])
+    model = load_surrogate(folder).model
+    foldable = arch != "spiking"  # a spiking model's v depends on its spikes unless gain 0
+    assert callable(getattr(model, "readout_parts", None)) == foldable
     args = dict(rates={"duration_ms": 150, "n_cells": 1}, model=folder,
                 signals=("lfp", "dipole", "eeg"), seed=2)
     folded = predict_lfp(**args)

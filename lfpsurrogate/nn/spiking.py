@@ -180,7 +180,18 @@ class SpikingSurrogate(LinearSurrogate):
     def core(self, xn: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError("SpikingSurrogate overrides forward()")
 
-    readout_parts = None  # the spike feedback is not a linear readout: no folding in predict
+    @property
+    def readout_parts(self):
+        """predict_lfp folds linear readouts into its forward matrices. With waveform_gain 0
+        the voltages do not depend on the spikes, and v = v_mean + v_std (U z + b + local)
+        is such a readout: return the function giving its parts; else None (no folding)."""
+        return self._readout_parts if float(self.waveform_gain) == 0 else None
+
+    def _readout_parts(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        p = self.drive_and_latents(*self.normalised(x))
+        _, s = free_run(p["drive"], self.history.detach())
+        return {"z": p["z"], "local": p["local"],
+                "spike_logit": p["drive"] + self.history_term(s)}
 
     @torch.no_grad()
     def fit_closed_form(self, train_samples, val_samples, *, burn_in=None, stride: int = 4,
