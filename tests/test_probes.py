@@ -221,3 +221,18 @@ def test_eeg_file_without_kind_gets_a_hint(tmp_path):
     f.write_text(EEG_OK.replace("kind: eeg\n", ""))
     with pytest.raises(ProbeError, match="nokind.yaml: field 'electrodes'.*kind: eeg"):
         load_probe(f)
+
+
+def test_a_probe_file_edited_between_loads_gives_its_new_content(tmp_path):
+    """Probe files are parsed once per content: an edit (even of the same size, within the
+    file system's time resolution) must be seen, and what one caller changes must not leak."""
+    src = (Path(__file__).parent.parent / "probes" / "laminar-16.yaml").read_text()
+    path = tmp_path / "p.yaml"
+    path.write_text(src)
+    first = load_probe(path)
+    assert first.positions[0, 2] == 1100.0
+    if first.positions.flags.writeable:
+        first.positions[0, 2] = -1.0
+    assert load_probe(path).positions[0, 2] == 1100.0
+    path.write_text(src.replace("[0.0, 0.0, 1100.0]", "[0.0, 0.0, 1200.0]"))
+    assert load_probe(path).positions[0, 2] == 1200.0
