@@ -104,8 +104,8 @@ def plot_laminar(ds: xr.Dataset, sigma: float | None = None, title: str | None =
     bar = _round_down(0.5 * amp * factor)
     bar_height = bar / factor * scale
     x0 = t[-1] + 0.02 * (t[-1] - t[0] if len(t) > 1 else 1.0)
-    ax1.plot([x0, x0], [z.min() - 0.5 * pitch, z.min() - 0.5 * pitch + bar_height],
-             color="tab:red", lw=2.5, clip_on=False)
+    ax1.vlines(x0, z.min() - 0.5 * pitch, z.min() - 0.5 * pitch + bar_height,
+               color="tab:red", lw=2.5, clip_on=False)  # a collection: ax.lines are the traces
     ax1.annotate(f"{bar:g} {units}", (x0, z.min() - 0.5 * pitch + bar_height / 2),
                  xytext=(4, 0), textcoords="offset points", va="center", fontsize=8,
                  color="tab:red", annotation_clip=False)
