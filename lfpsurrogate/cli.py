@@ -116,8 +116,8 @@ def _signal_figures(ds, what: str) -> dict:
 
 
 def _scaling_note(n_cells: int) -> str:
-    return (f"{n_cells} cell(s) with independent inputs: signals add linearly, so amplitudes grow "
-            "about as sqrt(cells) for independent input, in proportion to cells for synchronous input")
+    return (f"{n_cells} cell(s), independent inputs; the signals of cells add: amplitude grows\n"
+            "about as sqrt(cells) for independent inputs, as cells for synchronous inputs")
 
 
 def _cmd_demo(args) -> dict:
@@ -150,7 +150,7 @@ def _cmd_demo(args) -> dict:
         "model": ds.attrs["model"], "n_cells": args.n_cells, "duration_ms": args.duration_ms,
         "wall_s": round(wall, 3),
         "cell_seconds_per_wall_second": round(speed, 1),
-        "speed_and_accuracy": f"{speed:.0f} cell-seconds per second; "
+        "speed_and_accuracy": f"{speed:.3g} cell-seconds per second here; "
                               f"{accuracy or 'no held-out metrics shipped with the model'}",
         "somatic_spikes": int(ds["spikes"].sum()),
         **_amplitudes(ds),

@@ -104,8 +104,8 @@ def plot_laminar(ds: xr.Dataset, sigma: float | None = None, title: str | None =
     bar = _round_down(0.5 * amp * factor)
     bar_height = bar / factor * scale
     x0 = t[-1] + 0.02 * (t[-1] - t[0] if len(t) > 1 else 1.0)
-    ax1.plot([x0, x0], [z.min() - 0.5 * pitch, z.min() - 0.5 * pitch + bar_height],
-             color="tab:red", lw=2.5, clip_on=False)
+    ax1.vlines(x0, z.min() - 0.5 * pitch, z.min() - 0.5 * pitch + bar_height,
+               color="tab:red", lw=2.5, clip_on=False)  # a collection: ax.lines are the traces
     ax1.annotate(f"{bar:g} {units}", (x0, z.min() - 0.5 * pitch + bar_height / 2),
                  xytext=(4, 0), textcoords="offset points", va="center", fontsize=8,
                  color="tab:red", annotation_clip=False)
@@ -155,8 +155,23 @@ def _time_index(values: np.ndarray, times: np.ndarray, time: float | None) -> in
     return int(np.argmin(np.abs(times - time)))
 
 
-def _topo(ax, fig, xy, values, labels, units, title):
-    factor, units = readable_units(values, units)
+_SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def decade_units(values, units: str) -> tuple[float, str]:
+    """(factor, label) keeping ``units`` but scaling by a power of 1000 so that the largest
+    magnitude is between 1 and 1000: 0.002 fT -> (1000, "10⁻³ fT")."""
+    peak = float(np.nanmax(np.abs(values))) if np.size(values) else 0.0
+    if not peak > 0:
+        return 1.0, units
+    k = int(np.floor(np.log10(peak) / 3)) * 3
+    if k == 0:
+        return 1.0, units
+    return 10.0 ** -k, f"10{str(k).translate(_SUPERSCRIPT)} {units}"
+
+
+def _topo(ax, fig, xy, values, labels, units, title, keep_units: bool = False):
+    factor, units = (decade_units if keep_units else readable_units)(values, units)
     values = np.asarray(values) * factor
     lim = float(np.abs(values).max()) or 1.0
     levels = np.linspace(-lim, lim, 21)
@@ -199,7 +214,7 @@ def plot_meg_field_map(ds: xr.Dataset, time: float | None = None, ax=None) -> Fi
     xy = scalp_projection(ds["sensor_position"].values)
     t = float(ds["time"].values[k])
     _topo(ax, fig, xy, bn[:, k], ds["sensor"].values, meg.attrs.get("units", "fT"),
-          f"MEG B·n at t = {t:g} ms")
+          f"MEG B·n at t = {t:g} ms", keep_units=True)  # MEG users read fT
     return fig
 
 

@@ -145,7 +145,7 @@ def test_eeg_and_meg_maps_use_readable_units(output):
     ds = ds.copy()
     ds["eeg"] = ds["eeg"] / float(np.abs(ds["eeg"]).max()) * 2e-6  # 2 nV peak
     ds["meg"] = ds["meg"] / float(np.abs(ds["meg"]).max()) * 2e-3  # 2 aT peak
-    for fig, unit in ((plot_eeg_topography(ds), "nV"), (plot_meg_field_map(ds), "aT")):
+    for fig, unit in ((plot_eeg_topography(ds), "nV"), (plot_meg_field_map(ds), "10⁻³ fT")):
         bar = fig.axes[-1]
         assert bar.get_ylabel() == unit
         ticks = [t.get_text() for t in bar.get_yticklabels()]

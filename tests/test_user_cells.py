@@ -207,10 +207,15 @@ def test_dataset_generate_reports_firing_and_warns_when_silent(tmp_path):
 def test_recut_without_a_known_biophysics_template_warns(tmp_path):
     copy = tmp_path / "l5like"
     shutil.copytree(CELL_DIR, copy)
-    # the template loads its biophysics itself; the cell file names no hoc_files
+    # the template loads its biophysics itself; the cell file names no hoc_files. hoc keeps
+    # one definition per template name per process: this variant gets its own name
     tpl = copy / "template.hoc"
-    tpl.write_text('load_file("biophys.hoc")\n' + tpl.read_text())
+    tpl.write_text('load_file("biophys.hoc")\n' + tpl.read_text().replace("L5likeCell", "L5likeCellW")
+                   .replace("L5likeBiophys", "L5likeBiophysW"))
+    bio = copy / "biophys.hoc"
+    bio.write_text(bio.read_text().replace("L5likeBiophys", "L5likeBiophysW"))
     text = (copy / "cell.yaml").read_text().replace("hoc_files: [biophys.hoc]\n", "")
+    text = text.replace("template_name: L5likeCell", "template_name: L5likeCellW")
     (copy / "cell.yaml").write_text(text)
     with pytest.warns(UserWarning, match="no biophysics template is known"):
         cell = lfps.load_cell(copy / "cell.yaml")
