@@ -44,7 +44,7 @@ def cli_cmd(out: Path) -> list[str]:
 
 
 def run_cli(out: Path) -> dict:
-    proc = subprocess.run(cli_cmd(out), capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(cli_cmd(out), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -164,7 +164,7 @@ def test_sigkill_worker_is_retried(reference, tmp_path):
         assert workers, "no worker process found"
         killed = workers[0].pid
         os.kill(killed, signal.SIGKILL)
-        stdout, _ = proc.communicate(timeout=120)
+        stdout, _ = proc.communicate(timeout=600)
     finally:
         if proc.poll() is None:
             proc.kill()
