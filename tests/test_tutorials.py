@@ -68,7 +68,9 @@ assert rel < 1e-3, rel                                         # imem = M v on t
 assert v_pred.shape == v_true.shape == (geom.n_segments, 500)
 soma_rmse = ev.soma_rmse_clipped(vp[soma], vt[soma])
 assert soma_rmse <= 2 * ref["soma_rmse_mv"] + 1.0, soma_rmse  # one 500 ms run: wide margins
-assert np.nanmedian(r_lfp) >= ref["lfp_r_median"] - 0.3, np.nanmedian(r_lfp)
+# "good on voltages, poorer on the LFP" (M amplifies voltage errors), and not nonsense
+assert np.nanmedian(r) > np.nanmedian(r_lfp) > 0.1, (np.nanmedian(r), np.nanmedian(r_lfp))
+assert float(ev.pearson_r(pp[2], pt[2])) > 0.1
 assert np.isfinite(pred["lfp"].values).all() and set(np.unique(pred["spikes"])) <= {0, 1}
 """,
     "04_train_your_own_cell.ipynb": """
@@ -76,7 +78,7 @@ import numpy as np
 assert summary["generated"] == 8 and info["done"] == 8
 assert result["epochs_run"] == 2
 assert v_pred.shape == v_true.shape and np.isfinite(pred["lfp"].values).all()
-if int((data["split"].values == "test").sum()) == 1:           # evaluate: the same metric
+if info["splits"]["test"]["done"] == 1:                         # evaluate: the same metric
     assert abs(metrics["lfp_r_median"] - float(np.nanmedian(r_lfp))) < 1e-3
 assert -100 < v_soma.min() and v_soma.max() < 70 and toy_truth.spike_times.size >= 1
 """,
