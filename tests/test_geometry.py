@@ -61,6 +61,8 @@ def test_missing_file(tmp_path):
         (dict(region=["soma"] + ["dendrite"] * 10), "unknown regions"),
         (dict(input_segments=[0, 99]), "outside the cell"),
         (dict(d=np.full(11, np.nan)), "non-finite"),
+        (dict(section=["soma"] * 10), "one entry per segment"),
+        (dict(region=["soma"] * 12), "one entry per segment"),
     ],
 )
 def test_invalid_geometry(stick, change, message):
@@ -86,3 +88,40 @@ def test_load_works_without_neuron(stick, tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert "ok 11" in out.stdout
+
+
+def _fields(g, **change):
+    fields = dict(name="s", x=g.x, y=g.y, z=g.z, d=g.d, section=g.section, region=g.region,
+                  vmem_to_imem=g.vmem_to_imem, input_segments=g.input_segments)
+    fields.update(change)
+    return fields
+
+
+def test_derived_quantities_by_hand(stick):
+    """The stick of conftest: a 20 µm soma centred on the origin and ten 20 µm dendritic
+    segments along +z, so midpoints are at z = 0, 20, ..., 200 µm."""
+    assert stick.n_segments == 11 and stick.n_channels == 22
+    np.testing.assert_allclose(stick.midpoints, np.c_[np.zeros((11, 2)), np.arange(11) * 20.0])
+    np.testing.assert_allclose(stick.length, np.full(11, 20.0))
+    assert stick.soma_index == 0
+    # moved down by 60 µm: segment 3 is nearest the origin; the soma (segment 0) is chosen
+    # while it is labelled soma, the nearest segment once no segment is
+    low = CellGeometry(**_fields(stick, z=stick.z - 60.0))
+    assert low.soma_index == 0
+    no_soma = CellGeometry(**_fields(stick, z=stick.z - 60.0, region=["basal"] * 11))
+    assert no_soma.soma_index == 3
+    two = CellGeometry(**_fields(stick, z=stick.z - 60.0, region=["soma"] * 5 + ["apical"] * 6))
+    assert two.soma_index == 3
+    slanted = CellGeometry(**_fields(stick, x=np.c_[np.zeros(11), np.full(11, 15.0)]))
+    np.testing.assert_allclose(slanted.length, np.full(11, 25.0))  # 15-20-25 triangle
+    np.testing.assert_allclose(slanted.midpoints[:, 0], 7.5)
+    text = repr(stick)
+    assert "'stick'" in text and "11 segments" in text and "22 input channels" in text
+    assert stick.fingerprint in text and "'apical': 10" in text
+
+
+def test_save_adds_the_npz_suffix(stick, tmp_path):
+    path = stick.save(tmp_path / "bundle.geom")
+    assert path == tmp_path / "bundle.npz" and path.is_file()
+    assert not (tmp_path / "bundle.geom").exists()
+    assert CellGeometry.load(path).fingerprint == stick.fingerprint
