@@ -199,6 +199,12 @@ def main(argv=None) -> int:
         shutil.copytree(ROOT, work, dirs_exist_ok=True,
                         ignore=shutil.ignore_patterns(".venv", ".git", "*.pyc", "__pycache__",
                                                       "mutants", ".pytest_cache"))
+    env = dict(os.environ, PYTHONPATH=str(work))
+    where = subprocess.run([sys.executable, "-c", "import lfpsurrogate; print(lfpsurrogate.__file__)"],
+                           env=env, cwd=work, capture_output=True, text=True).stdout.strip()
+    if not where.startswith(str(work)):
+        raise SystemExit(f"the tests would import lfpsurrogate from {where!r}, not from the "
+                         f"mutated copy in {work}")
     for name in names:
         res = run_module(name, work, a.limit, a.timeout)
         if a.out:

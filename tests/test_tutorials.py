@@ -42,7 +42,7 @@ assert laminar.n == 16 and z[0] == 1100 and z[-1] == -400 and np.allclose(np.dif
 assert np.allclose(laminar.positions[:, :2], 0)
 assert ds["lfp"].shape == (16, 1000) and ds["lfp"].attrs["units"] == "mV"
 ptp_uv = float(ptp.max())
-assert 1 < ptp_uv < 1000, ptp_uv          # "tens of µV": between 1 µV and 1 mV
+assert 1 < ptp_uv < 100, ptp_uv           # "a few to tens of µV" (first model: 5.7 µV)
 assert ds["dipole"].shape == (3, 1000)
 assert ds_npx["lfp"].shape == (128, 1000) and np.isfinite(ds_npx["lfp"].values).all()
 assert quick["lfp"].shape == (16, 200) and quick["lfp"].attrs["units"] == "mV"
@@ -68,7 +68,7 @@ assert rel < 1e-3, rel                                         # imem = M v on t
 assert v_pred.shape == v_true.shape == (geom.n_segments, 500)
 soma_rmse = ev.soma_rmse_clipped(vp[soma], vt[soma])
 assert soma_rmse <= 2 * ref["soma_rmse_mv"] + 1.0, soma_rmse  # one 500 ms run: wide margins
-assert np.nanmedian(r_lfp) >= ref["lfp_r_median"] - 0.3, np.nanmedian(r_lfp)
+assert np.nanmedian(r_lfp) > 0.1, np.nanmedian(r_lfp)         # related, not nonsense (first model: 0.20)
 assert np.isfinite(pred["lfp"].values).all() and set(np.unique(pred["spikes"])) <= {0, 1}
 """,
     "04_train_your_own_cell.ipynb": """
@@ -76,9 +76,9 @@ import numpy as np
 assert summary["generated"] == 8 and info["done"] == 8
 assert result["epochs_run"] == 2
 assert v_pred.shape == v_true.shape and np.isfinite(pred["lfp"].values).all()
-if int((data["split"].values == "test").sum()) == 1:           # evaluate: the same metric
+if info["splits"]["test"]["done"] == 1:                         # evaluate: the same metric
     assert abs(metrics["lfp_r_median"] - float(np.nanmedian(r_lfp))) < 1e-3
-assert -100 < v_soma.min() and v_soma.max() < 70 and toy_truth.spike_times.size >= 1
+assert -100 < v_soma.min() and v_soma.max() < 70 and v_soma.max() - v_soma.min() > 1  # it responds
 """,
     "05_your_own_probe.ipynb": """
 import numpy as np
