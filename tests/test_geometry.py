@@ -117,6 +117,8 @@ def test_derived_quantities_by_hand(stick):
     slanted = CellGeometry(**_fields(stick, x=np.c_[np.zeros(11), np.full(11, 15.0)]))
     np.testing.assert_allclose(slanted.length, np.full(11, 25.0))  # 15-20-25 triangle
     np.testing.assert_allclose(slanted.midpoints[:, 0], 7.5)
+    tilted = CellGeometry(**_fields(stick, y=np.c_[np.zeros(11), np.full(11, 15.0)]))
+    np.testing.assert_allclose(tilted.length, np.full(11, 25.0))  # the y term counts too
     text = repr(stick)
     assert "'stick'" in text and "11 segments" in text and "22 input channels" in text
     assert stick.fingerprint in text and "'apical': 10" in text
