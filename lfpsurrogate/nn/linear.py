@@ -434,11 +434,6 @@ def fit_ridge_readout(model: LinearSurrogate, train_samples: Iterable[dict],
             best = (score, a, w, c)
     _, alpha, w, c = best
     report["alpha"] = alpha
-    g_c, _, _, mx, _ = train_ne.centred()
-    ws = w[:nphi, -1]
-    report["spike_score_mean"] = float(mx[:nphi] @ ws + c[-1])
-    report["spike_score_std"] = float((ws @ (g_c[:nphi, :nphi] @ ws) / max(train_ne.n, 1))
-                                      .clamp_min(0).sqrt())
     model.w_latent.copy_(w[:nphi, :-1].T.float())
     model.b_latent.copy_(c[:-1].float())
     model.w_spike.copy_(w[:nphi, -1].float())
