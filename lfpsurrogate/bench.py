@@ -79,7 +79,7 @@ FULL = {"single_ms": 10000.0, "pop_cells": 100, "pop_ms": 1000.0, "neuron_cells"
 DOC_BEGIN, DOC_END = "<!-- bench:begin -->", "<!-- bench:end -->"
 
 __all__ = ["BenchError", "run_bench", "bench_single", "bench_population", "bench_sweep",
-           "machine_info", "plot_scaling", "write_performance_doc", "QUICK", "FULL"]
+           "machine_info", "write_performance_doc", "QUICK", "FULL"]
 
 
 class BenchError(LfpsurrogateError, ValueError):
@@ -664,51 +664,14 @@ def run_bench(model: str | Path = "l5_ttpc1", *, quick: bool = False, device: st
         os.replace(tmp, path)
         result["results_file"] = str(path)
         if sweep:
+            from .figures.bench import plot_scaling
             from .io import save_figure
 
             result["plot"] = str(save_figure(plot_scaling(result), out / f"{stem}.png"))
     return result
 
 
-# ---- plot and doc -------------------------------------------------------------------------------
-def plot_scaling(result: dict):
-    """Log-log wall time of the surrogate and NEURON vs cell count (1 s) and vs duration
-    (1 cell). Returns a matplotlib Figure (no pyplot)."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(10, 4.2), constrained_layout=True)
-    axes = fig.subplots(1, 2)
-    sweep = result.get("sweep") or []
-    per = result.get("neuron_s_per_cell_second_used_for_estimates")
-    dev = result.get("device", "?")
-    for ax, key, fixed, label in ((axes[0], "cells", ("duration_ms", 1000.0), "cells (1 s each)"),
-                                  (axes[1], "duration_ms", ("cells", 1), "simulated duration (ms), 1 cell")):
-        rows = sorted((r for r in sweep if r[fixed[0]] == fixed[1]), key=lambda r: r[key])
-        if rows:
-            xs = np.array([r[key] for r in rows], float)
-            ax.loglog(xs, [r["surrogate_wall_s"] for r in rows], "o-", color="C0",
-                      label=f"surrogate ({dev}), warm")
-            ax.loglog(xs, [r["surrogate_first_call_s"] for r in rows], "o:", color="C0", alpha=0.5,
-                      label="surrogate, first call")
-            ax.loglog(xs, [r["neuron_wall_s_estimated"] for r in rows], "s--", color="C3",
-                      label="NEURON + forward (linear estimate)")
-        for part, name in (("single", "(a)"), ("population", "(b)")):
-            run = result.get(part) or {}
-            if run and run.get(fixed[0]) == fixed[1]:
-                ax.loglog([run[key]], [run["neuron_wall_s"]], "*", ms=12, color="C3",
-                          label=f"NEURON {name} measured" + (" (scaled)" if part == "population" else ""))
-                ax.loglog([run[key]], [run["surrogate_wall_s"]], "*", ms=12, color="C0",
-                          label=f"surrogate {name}")
-        ax.set_xlabel(label)
-        ax.set_ylabel("wall time (s)")
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7)
-    cpu = (result.get("machine") or {}).get("cpu_model", "?")
-    fig.suptitle(f"{result.get('model_name')} on {cpu}, {result.get('torch_threads')} torch "
-                 f"thread(s); NEURON {per and round(per, 2)} s per cell-second", fontsize=9)
-    return fig
-
-
+# ---- doc -------------------------------------------------------------------------------------
 def _fmt(x, digits=3):
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return "–"
@@ -813,6 +776,7 @@ def write_performance_doc(result_json_path: str | Path, doc_path: str | Path = "
     """Render the results of a bench JSON into ``doc_path`` between the
     ``<!-- bench:begin -->`` / ``<!-- bench:end -->`` markers (the rest of the doc is kept),
     and redraw the scaling plot to ``figure_path`` (relative links from the doc)."""
+    from .figures.bench import plot_scaling
     from .io import save_figure
 
     result_json_path, doc_path = Path(result_json_path), Path(doc_path)

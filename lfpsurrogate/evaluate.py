@@ -541,7 +541,7 @@ def evaluate_model(model, geometry: CellGeometry, store: str | Path, split: str 
     ``cell_fingerprint`` (the model sidecar's) when given.
     split: "test", "shift" (or "val"). n_samples: the first K done samples of the split
     (store order; default all). burn_in_ms: default max(receptive field, 50 ms).
-    out_dir: when given, figures are written there (see :mod:`lfpsurrogate.evaluate_plots`).
+    out_dir: when given, figures are written there (see :mod:`lfpsurrogate.figures.evaluation`).
     Returns the metric dict (JSON-ready: NaN becomes None).
     """
     import torch
@@ -623,7 +623,7 @@ def evaluate_model(model, geometry: CellGeometry, store: str | Path, split: str 
     if hasattr(model, "n_parameters"):
         res["n_parameters"] = int(model.n_parameters())
     if out_dir is not None:
-        from .evaluate_plots import write_figures
+        from .figures.evaluation import write_figures
 
         res["figures"] = [str(p) for p in write_figures(ev, out_dir, signals, title=_title(res))]
     res["total_wall_s"] = time.perf_counter() - t_start

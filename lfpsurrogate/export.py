@@ -107,24 +107,4 @@ def export_run(run: str | Path, data: str | Path, out: str | Path, *, checkpoint
             **{f"{s}_{k}": metrics[s].get(k) for s in splits for k in CARD_KEYS}}
 
 
-def register(subparsers, common) -> None:
-    """Add the ``export`` command to the main parser."""
-    p = subparsers.add_parser(
-        "export", help="a training run -> a model folder: spike threshold calibrated on the val "
-                       "split, held-out metrics, model card")
-    p.add_argument("--run", required=True, help="the --out folder of `lfpsurrogate train`")
-    p.add_argument("--data", required=True, help="the dataset store (.zarr) the run was trained on")
-    p.add_argument("--out", required=True, help="the model folder to write")
-    p.add_argument("--checkpoint", default="best", help="which checkpoint of the run: best or last")
-    p.add_argument("--name", default=None, help="model name in the card; none given: the --out folder's name")
-    p.add_argument("--n-samples", type=int, default=None,
-                   help="evaluate only the first K samples of each held-out split; none given: all")
-    p.add_argument("--device", default="cpu", help="torch device: cpu, cuda")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
-    common(p)
-    p.set_defaults(func=lambda a: export_run(a.run, a.data, a.out, checkpoint=a.checkpoint,
-                                             name=a.name, overwrite=a.overwrite, device=a.device,
-                                             n_samples=a.n_samples))
-
-
-__all__ = ["export_run", "input_rate_range", "model_card", "register"]
+__all__ = ["export_run", "input_rate_range", "model_card"]

@@ -77,7 +77,7 @@ class Probe:
     head: four-sphere head model (EEG, MEG; None for MEA probes).
     conductor: MEG volume conductor, "spherical" (Sarvas, any spherically symmetric
         head) or "infinite" (homogeneous); None otherwise.
-    mea: the MEAutility MEA object (kind "mea"), for its contact shapes and plotting.
+    mea: the MEAutility MEA object (kind "mea"), for its contact shapes and drawing.
     """
 
     kind: str

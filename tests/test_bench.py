@@ -9,9 +9,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from lfpsurrogate.bench import (BenchError, make_context, plot_scaling, run_bench,
-                                write_performance_doc)
+from lfpsurrogate.bench import BenchError, make_context, run_bench, write_performance_doc
 from lfpsurrogate.cli import build_parser
+from lfpsurrogate.figures import plot_scaling
 
 from conftest import make_tiny_model_folder, make_stick_geometry
 

@@ -10,14 +10,14 @@ import numpy as np
 import xarray as xr
 
 
-def run_cli(*args, cwd=None):
+def run_command(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "lfpsurrogate.cli", *args], capture_output=True,
                           text=True, cwd=cwd, timeout=600)
 
 
 def test_simulate_command_writes_netcdf_and_figure(tmp_path):
     out, fig = tmp_path / "run.nc", tmp_path / "run.png"
-    res = run_cli("simulate", "--cell", "pyramid_hh", "--duration-ms", "100", "--seed", "2",
+    res = run_command("simulate", "--cell", "pyramid_hh", "--duration-ms", "100", "--seed", "2",
                   "--out", str(out), "--plot", str(fig), "--json")
     assert res.returncode == 0, res.stderr[-2000:]
     summary = json.loads(res.stdout)  # exactly one JSON object on stdout
@@ -30,14 +30,14 @@ def test_simulate_command_writes_netcdf_and_figure(tmp_path):
 
 
 def test_simulate_command_reports_bad_cell(tmp_path):
-    res = run_cli("simulate", "--cell", "no_such_cell", "--out", str(tmp_path / "x.nc"))
+    res = run_command("simulate", "--cell", "no_such_cell", "--out", str(tmp_path / "x.nc"))
     assert res.returncode == 2
     assert "unknown cell" in res.stderr
     assert not (tmp_path / "x.nc").exists()
 
 
 def test_demo_runs_the_shipped_surrogate(tmp_path):
-    res = run_cli("demo", "--out-dir", str(tmp_path / "demo"), "--duration-ms", "200",
+    res = run_command("demo", "--out-dir", str(tmp_path / "demo"), "--duration-ms", "200",
                   "--n-cells", "20", "--json")
     assert res.returncode == 0, res.stderr[-2000:]
     summary = json.loads(res.stdout)  # exactly one JSON object on stdout
@@ -72,7 +72,7 @@ def test_demo_without_a_model_runs_ground_truth(tmp_path):
 
 def test_predict_command(tmp_path):
     out = tmp_path / "res.nc"
-    res = run_cli("predict", "--n-cells", "3", "--duration-ms", "100", "--out", str(out),
+    res = run_command("predict", "--n-cells", "3", "--duration-ms", "100", "--out", str(out),
                   "--plot", str(tmp_path / "res.png"), "--json")
     assert res.returncode == 0, res.stderr[-2000:]
     summary = json.loads(res.stdout)

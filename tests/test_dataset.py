@@ -43,7 +43,7 @@ def cli_cmd(out: Path) -> list[str]:
     return [sys.executable, "-m", "lfpsurrogate.cli", "dataset", "generate", *CLI, "--out", str(out)]
 
 
-def run_cli(out: Path) -> dict:
+def run_command(out: Path) -> dict:
     proc = subprocess.run(cli_cmd(out), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -75,7 +75,7 @@ def assert_stores_equal(a: Path, b: Path) -> None:
 def reference(tmp_path_factory) -> Path:
     """The store generated in one go."""
     out = tmp_path_factory.mktemp("ref") / "ref.zarr"
-    summary = run_cli(out)
+    summary = run_command(out)
     assert summary["done"] == summary["generated"] == N_TOTAL and summary["workers"] == 2
     return out
 
@@ -144,7 +144,7 @@ def test_sigkill_driver_then_resume_is_bit_identical(reference, tmp_path):
     if wd is not None:
         assert {wd.locate(k)[1] for k in range(len(wd))} <= finished
 
-    summary = run_cli(out)
+    summary = run_command(out)
     assert summary["already_done"] == partial
     assert summary["generated"] == N_TOTAL - partial and summary["done"] == N_TOTAL
     assert_stores_equal(reference, out)

@@ -296,13 +296,13 @@ def test_burn_in_follows_the_receptive_field(store, geom):
 
 
 def test_cli_command_on_a_checkpoint_and_a_model_folder(store, geom, tmp_path):
-    from lfpsurrogate.evaluate_cli import register
+    from lfpsurrogate.cli.evaluate import add_parser
     from lfpsurrogate.modelfolder import export_model_folder
 
     ck = saved_model(tmp_path, geom)
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="command", required=True)
-    register(sub, lambda p: p.add_argument("--json", action="store_true"))
+    add_parser(sub)
     args = parser.parse_args(["evaluate", "--model", str(ck), "--data", str(store),
                               "--split", "shift", "--n-samples", "1",
                               "--out-dir", str(tmp_path / "figs"), "--json"])
@@ -453,7 +453,7 @@ def test_train_export_evaluate_predict_end_to_end(store, geom, tmp_path):
 
     from lfpsurrogate import forward_model, predict_lfp
     from lfpsurrogate.modelfolder import export_model_folder
-    from lfpsurrogate.train_cli import run_training
+    from lfpsurrogate.training import run_training
 
     config = {"model": {"architecture": "ours", "hidden": 8, "layers": 2, "first_kernel": 5,
                         "rank": 4, "local_features": 2},

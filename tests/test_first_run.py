@@ -21,7 +21,7 @@ from conftest import make_stick_geometry, make_tiny_model_folder
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_cli(*args, timeout=300):
+def run_command(*args, timeout=300):
     return subprocess.run([sys.executable, "-m", "lfpsurrogate.cli", *args], capture_output=True,
                           text=True, timeout=timeout)
 
@@ -55,16 +55,16 @@ def test_every_option_has_help_and_shows_its_default():
 
 
 def test_top_level_description_and_version():
-    res = run_cli("--help")
+    res = run_command("--help")
     assert res.returncode == 0
     assert "LFP, EEG and MEG" in res.stdout and "dataset generate" in res.stdout
-    res = run_cli("--version")
+    res = run_command("--version")
     assert res.returncode == 0 and res.stdout.strip() == f"lfpsurrogate {lfps.__version__}"
 
 
 def test_dataset_info_on_a_missing_store_names_it(tmp_path):
     missing = tmp_path / "nowhere.zarr"
-    res = run_cli("dataset", "info", str(missing))
+    res = run_command("dataset", "info", str(missing))
     assert res.returncode == 2
     assert "{path}" not in res.stderr
     assert f"--out {missing}" in res.stderr
@@ -79,19 +79,19 @@ def test_predict_lfp_is_in_dir():
 @pytest.mark.parametrize("command", ["simulate", "predict"])
 def test_out_with_a_wrong_suffix_is_refused_before_any_work(tmp_path, command):
     extra = ["--cell", "pyramid_hh"] if command == "simulate" else []
-    res = run_cli(command, *extra, "--out", str(tmp_path / "x.csv"), timeout=60)
+    res = run_command(command, *extra, "--out", str(tmp_path / "x.csv"), timeout=60)
     assert res.returncode == 2
     assert "--out" in res.stderr and ".csv" in res.stderr and "x.nc" in res.stderr
     assert "Traceback" not in res.stderr
     assert not list(tmp_path.iterdir())
-    res = run_cli(command, *extra, "--out", str(tmp_path / "x.nc"), "--plot",
+    res = run_command(command, *extra, "--out", str(tmp_path / "x.nc"), "--plot",
                   str(tmp_path / "x.nc"), timeout=60)
     assert res.returncode == 2 and "--plot" in res.stderr
 
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="CUDA is present here")
 def test_cuda_without_cuda_is_one_clear_line(tmp_path, stick_model):
-    res = run_cli("predict", "--model", str(stick_model), "--device", "cuda", "--duration-ms",
+    res = run_command("predict", "--model", str(stick_model), "--device", "cuda", "--duration-ms",
                   "20", "--out", str(tmp_path / "x.nc"))
     assert res.returncode == 2
     assert "Traceback" not in res.stderr
@@ -158,7 +158,7 @@ def test_progress_bar_on_request(stick_model, capfd):
 
 
 def test_predict_plot_draws_every_signal(tmp_path, stick_model):
-    res = run_cli("predict", "--model", str(stick_model), "--n-cells", "2", "--duration-ms", "50",
+    res = run_command("predict", "--model", str(stick_model), "--n-cells", "2", "--duration-ms", "50",
                   "--out", str(tmp_path / "r.nc"), "--plot", str(tmp_path / "r.png"), "--json")
     assert res.returncode == 0, res.stderr[-2000:]
     summary = json.loads(res.stdout)

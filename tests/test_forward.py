@@ -350,7 +350,7 @@ def test_bad_inputs_are_explained(cell):
 
 def test_no_neuron_import():
     code = ("import sys, numpy as np; import lfpsurrogate as l; "
-            "import lfpsurrogate.forward, lfpsurrogate.plotting; "
+            "import lfpsurrogate.forward, lfpsurrogate.figures; "
             "p = l.load_probe('Neuropixels-128'); "
             "assert 'neuron' not in sys.modules and 'LFPy' not in sys.modules, 'imported'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=PROBES.parent)

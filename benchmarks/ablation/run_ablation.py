@@ -18,7 +18,7 @@ import torch
 
 from lfpsurrogate.data import store_info
 from lfpsurrogate.evaluate import evaluate
-from lfpsurrogate.train_cli import run_training
+from lfpsurrogate.training import run_training
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent

@@ -93,7 +93,7 @@ def plot_example_traces(example: dict, soma: int, signals=None, regions=None, *,
 
 def write_figures(evaluator, out_dir: str | Path, signals=None, *, title: str = "") -> list[Path]:
     """Write ``voltage_rmse_by_region.png`` and ``example_traces.png`` into out_dir."""
-    from .io import save_figure
+    from ..io import save_figure
 
     out_dir = Path(out_dir)
     paths = [save_figure(plot_rmse_by_region(evaluator.per_segment_rmse(), evaluator.regions,

@@ -1,5 +1,5 @@
-"""Figures of forward-model output: laminar LFP + CSD, EEG topography, MEG field map,
-morphology with the probe drawn in place.
+"""Figures of forward-model output: laminar LFP + CSD, EEG topography, MEG field map, and
+the set of them the command line draws (:func:`signal_figures`).
 
 Figures are built with ``matplotlib.figure.Figure`` (no pyplot, no global state, works on
 headless machines with the Agg canvas); every function returns the Figure. Inputs are the
@@ -7,17 +7,13 @@ Datasets of :meth:`ForwardModel.from_currents` / ``from_voltages``.
 """
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import xarray as xr
-from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 
-from .geometry import CellGeometry
-
 __all__ = ["csd_from_lfp", "plot_laminar", "plot_eeg_topography", "plot_meg_field_map",
-           "plot_morphology", "laminar_column", "scalp_projection", "readable_units"]
+           "laminar_column", "scalp_projection", "readable_units", "decade_units",
+           "signal_figures", "scaling_note"]
 
 _PREFIXES = {"": 1.0, "m": 1e-3, "µ": 1e-6, "u": 1e-6, "n": 1e-9, "p": 1e-12, "f": 1e-15,
              "a": 1e-18, "z": 1e-21}
@@ -39,8 +35,6 @@ def readable_units(values, units: str) -> tuple[float, str]:
         if peak * scale / _PREFIXES[prefix] >= 1.0:
             return float(f"{scale / _PREFIXES[prefix]:.12g}"), prefix + base
     return scale / _PREFIXES["z"], "z" + base
-
-REGION_COLORS = {"soma": "k", "axon": "tab:purple", "basal": "tab:green", "apical": "tab:blue"}
 
 
 def _fig_ax(ax, figsize=(6.0, 5.0)):
@@ -218,37 +212,22 @@ def plot_meg_field_map(ds: xr.Dataset, time: float | None = None, ax=None) -> Fi
     return fig
 
 
-def plot_morphology(geometry: CellGeometry | Any, probe=None, position=(0.0, 0.0, 0.0),
-                    rotation=(0.0, 0.0, 0.0), plane: str = "xz", ax=None) -> Figure:
-    """Placed cell(s) projected on ``plane`` ("xz", "yz" or "xy") with the probe contacts
-    drawn in the same frame (µm). ``geometry`` may be a ForwardModel: its geometry,
-    placement and LFP probe are used."""
-    from .forward import ForwardModel, place
-    from .probes import as_probe
+def signal_figures(ds: xr.Dataset, what: str) -> dict:
+    """One figure per signal present: laminar LFP + CSD, EEG map, MEG map; each says what
+    it shows (``what``) and how the amplitude of a population scales."""
+    note = scaling_note(int(ds.attrs.get("n_cells", 1)))
+    figures = {}
+    if "lfp" in ds:
+        figures["lfp"] = plot_laminar(ds, title=f"{what}: laminar LFP and CSD\n{note}")
+    if "eeg" in ds:
+        figures["eeg"] = plot_eeg_topography(ds)
+        figures["eeg"].suptitle(f"{what}: EEG (four-sphere head)\n{note}", fontsize=9)
+    if "meg" in ds:
+        figures["meg"] = plot_meg_field_map(ds)
+        figures["meg"].suptitle(f"{what}: MEG\n{note}", fontsize=9)
+    return figures
 
-    if isinstance(geometry, ForwardModel):
-        fwd = geometry
-        geometry, probe = fwd.geometry, probe or fwd.probes.get("lfp")
-        position, rotation = fwd.placement.position, fwd.placement.rotation
-    axes = {"xz": (0, 2), "yz": (1, 2), "xy": (0, 1)}
-    if plane not in axes:
-        raise ValueError(f"plane must be one of {sorted(axes)}.")
-    i, j = axes[plane]
-    coords = place(geometry, position, rotation)  # (x, y, z), each (C, S, 2)
-    a, b = coords[i], coords[j]
-    segs = np.stack([np.stack([a[..., 0], b[..., 0]], -1), np.stack([a[..., 1], b[..., 1]], -1)],
-                    axis=-2).reshape(-1, 2, 2)
-    colors = np.tile([REGION_COLORS.get(r, "gray") for r in geometry.region], len(a))
-    widths = np.tile(np.clip(geometry.d / 2, 0.3, 4.0), len(a))
-    fig, ax = _fig_ax(ax, figsize=(5.0, 7.0))
-    ax.add_collection(LineCollection(segs, colors=colors, linewidths=widths))
-    if probe is not None:
-        pr = as_probe(probe)
-        ax.plot(pr.positions[:, i], pr.positions[:, j], "s", color="tab:red", ms=4,
-                label=f"{pr.name} ({pr.n} contacts)")
-        ax.legend(loc="upper right", fontsize=8)
-    ax.autoscale_view()
-    ax.set_aspect("equal")
-    ax.set_xlabel(f"{plane[0]} (µm)")
-    ax.set_ylabel(f"{plane[1]} (µm)")
-    return fig
+
+def scaling_note(n_cells: int) -> str:
+    return (f"{n_cells} cell(s), independent inputs; the signals of cells add: amplitude grows\n"
+            "about as sqrt(cells) for independent inputs, as cells for synchronous inputs")

@@ -4,6 +4,8 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
+__all__ = ["plot_simulation"]
+
 
 def plot_simulation(ds: xr.Dataset, title: str | None = None):
     """Three panels: morphology (x-z) coloured by peak voltage, somatic voltage with spike

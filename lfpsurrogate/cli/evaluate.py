@@ -1,11 +1,13 @@
 """`lfpsurrogate evaluate --model DIR_OR_NAME --data STORE`: accuracy on held-out samples."""
 from __future__ import annotations
 
+from .common import add_json_option
 
-def _cmd_evaluate(args) -> dict:
+
+def run(args) -> dict:
     import torch
 
-    from .evaluate import evaluate
+    from ..evaluate import evaluate
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -13,8 +15,7 @@ def _cmd_evaluate(args) -> dict:
                     out_dir=args.out_dir, batch_size=args.batch_size, device=args.device)
 
 
-def register(subparsers, common) -> None:
-    """Add the ``evaluate`` command to the main parser."""
+def add_parser(subparsers):
     p = subparsers.add_parser(
         "evaluate",
         help="free-running accuracy of a surrogate on held-out samples: voltages, spikes, "
@@ -31,8 +32,9 @@ def register(subparsers, common) -> None:
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
     p.add_argument("--threads", type=int, default=0,
                    help="torch CPU threads (default: torch's own default)")
-    common(p)
-    p.set_defaults(func=_cmd_evaluate)
+    add_json_option(p)
+    p.set_defaults(func=run)
+    return p
 
 
-__all__ = ["register"]
+__all__ = ["add_parser", "run"]

@@ -1,18 +1,17 @@
 """`lfpsurrogate dataset generate | info`: training-data stores from the command line."""
 from __future__ import annotations
 
-import argparse
-
-from .store import DEFAULT_PROTOCOLS, DEFAULT_SHIFT_PROTOCOL, DTYPES, DatasetError, parse_splits
+from ..data.store import DEFAULT_PROTOCOLS, DEFAULT_SHIFT_PROTOCOL, DTYPES, parse_splits
+from .common import add_json_option
 
 
 def _protocols(text: str) -> tuple[str, ...]:
     return tuple(p.strip() for p in text.split(",") if p.strip())
 
 
-def _cmd_generate(args) -> dict:
-    from .generate import generate_dataset
-    from .store import GenerationParams
+def run_generate(args) -> dict:
+    from ..data.generate import generate_dataset
+    from ..data.store import GenerationParams
 
     d_lambda = args.d_lambda
     if d_lambda is None and not str(args.cell).lower().endswith((".yaml", ".yml")):
@@ -28,20 +27,19 @@ def _cmd_generate(args) -> dict:
                             progress=not args.no_progress)
 
 
-def _cmd_info(args) -> dict:
-    from .store import store_info
+def run_info(args) -> dict:
+    from ..data.store import store_info
 
     return store_info(args.store)
 
 
-def register(subparsers, common) -> None:
-    """Add the ``dataset`` command (``generate``, ``info``) to the main parser."""
+def add_parser(subparsers):
+    """The ``dataset`` command and its own subcommands ``generate`` and ``info``."""
     p = subparsers.add_parser("dataset", help="training-data stores (zarr) from NEURON runs on dask")
     sub = p.add_subparsers(dest="dataset_command", required=True)
 
     g = sub.add_parser(
-        "generate", help="generate or finish a store; re-running the same command resumes it",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        "generate", help="generate or finish a store; re-running the same command resumes it")
     g.add_argument("--cell", default="l5_ttpc1",
                    help="l5_ttpc1, pyramid_hh, another MEArec BBP cell name, a BBP cell folder, or "
                         "a cell file (.yaml) describing your own cell (see docs/cells.md)")
@@ -67,13 +65,14 @@ def register(subparsers, common) -> None:
                         "default: a cell file's own discretization, else 0.3")
     g.add_argument("--chunk-ms", type=float, default=1000.0, help="zarr chunk length along time (ms)")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
-    common(g)
-    g.set_defaults(func=_cmd_generate)
+    add_json_option(g)
+    g.set_defaults(func=run_generate)
 
     i = sub.add_parser("info", help="what a store holds and how much of it is done")
     i.add_argument("store", help="the store (a .zarr folder)")
-    common(i)
-    i.set_defaults(func=_cmd_info)
+    add_json_option(i)
+    i.set_defaults(func=run_info)
+    return p
 
 
-__all__ = ["register", "DatasetError"]
+__all__ = ["add_parser", "run_generate", "run_info"]

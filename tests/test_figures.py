@@ -11,9 +11,9 @@ from matplotlib.figure import Figure
 
 from lfpsurrogate import forward_model, load_probe
 from lfpsurrogate.geometry import CellGeometry
-from lfpsurrogate.plotting import (csd_from_lfp, laminar_column, plot_eeg_topography,
-                                   plot_laminar, plot_meg_field_map, plot_morphology,
-                                   scalp_projection)
+from lfpsurrogate.figures import (csd_from_lfp, laminar_column, plot_eeg_topography,
+                                  plot_laminar, plot_meg_field_map, plot_morphology,
+                                  scalp_projection)
 
 PROBES = Path(__file__).resolve().parents[1] / "probes"
 
@@ -112,7 +112,7 @@ def test_plot_morphology_draws_cells_and_probe(tall_stick, output):
 
 
 def test_readable_units():
-    from lfpsurrogate.plotting import readable_units
+    from lfpsurrogate.figures import readable_units
 
     assert readable_units(np.array([2e-6, -1e-6]), "mV") == (1e6, "nV")
     assert readable_units(np.array([0.001999]), "fT") == (1e3, "aT")

@@ -1,7 +1,6 @@
-"""`lfpsurrogate train --config FILE.yaml --out DIR`: train a surrogate on dataset stores."""
+"""Train a surrogate on dataset stores from a YAML config (what `lfpsurrogate train` runs)."""
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -62,13 +61,4 @@ def run_training(config_path: str | Path, out_dir: str | Path, *, resume: bool =
     }
 
 
-def register(sub, common) -> None:
-    p = sub.add_parser("train", help="train a surrogate from a YAML config")
-    p.add_argument("--config", required=True, help="training config (YAML), see docs/surrogates.md")
-    p.add_argument("--out", required=True, help="output folder for best/last checkpoints")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/last")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: auto)")
-    p.add_argument("--data", action="append", help="dataset store(s) replacing the config's data.train")
-    common(p)
-    p.set_defaults(func=lambda a: run_training(a.config, a.out, resume=a.resume,
-                                               device=a.device, progress=not a.json, data=a.data))
+__all__ = ["run_training"]

@@ -1,9 +1,11 @@
 """`lfpsurrogate bench [--quick] [--json]`: NEURON + LFPy vs the surrogate, speed and accuracy."""
 from __future__ import annotations
 
+from .common import add_json_option
 
-def _cmd_bench(args) -> dict:
-    from .bench import run_bench, write_performance_doc
+
+def run(args) -> dict:
+    from ..bench import run_bench, write_performance_doc
 
     sizes = {}
     if args.sweep_cells is not None:
@@ -34,8 +36,7 @@ def _cmd_bench(args) -> dict:
     return summary
 
 
-def register(subparsers, common) -> None:
-    """Add the ``bench`` command to the main parser."""
+def add_parser(subparsers):
     p = subparsers.add_parser(
         "bench",
         help="NEURON + LFPy ground truth vs the surrogate on the same inputs: wall time, "
@@ -60,8 +61,9 @@ def register(subparsers, common) -> None:
                    help="also render the results into this markdown file (e.g. docs/performance.md)")
     p.add_argument("--doc-figure", default="docs/figures/scaling.png",
                    help="scaling plot written with --write-doc")
-    common(p)
-    p.set_defaults(func=_cmd_bench)
+    add_json_option(p)
+    p.set_defaults(func=run)
+    return p
 
 
-__all__ = ["register"]
+__all__ = ["add_parser", "run"]
