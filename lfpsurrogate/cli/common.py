@@ -20,6 +20,15 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         return text
 
 
+PROTOCOL_HELP = "input protocol: constant, modulated, piecewise, clustered or mixed"
+
+
+def add_rate_options(p: argparse.ArgumentParser) -> None:
+    """``--rate-exc`` and ``--rate-inh``: the mean Poisson rates of the input slots."""
+    p.add_argument("--rate-exc", type=float, default=5.0, help="mean excitatory rate per slot (Hz)")
+    p.add_argument("--rate-inh", type=float, default=2.0, help="mean inhibitory rate per slot (Hz)")
+
+
 def add_json_option(p: argparse.ArgumentParser) -> None:
     """``--json``: the command prints one JSON object of figures instead of ``key: value`` lines."""
     p.add_argument("--json", action="store_true", help="print one JSON object (no progress bars)")
@@ -35,4 +44,4 @@ def check_outputs(args) -> None:
         check_suffix(args.plot, FIGURE_SUFFIXES, "a figure", "--plot")
 
 
-__all__ = ["HelpFormatter", "add_json_option", "check_outputs"]
+__all__ = ["PROTOCOL_HELP", "HelpFormatter", "add_json_option", "add_rate_options", "check_outputs"]

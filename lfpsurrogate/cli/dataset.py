@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..data.store import DEFAULT_PROTOCOLS, DEFAULT_SHIFT_PROTOCOL, DTYPES, parse_splits
-from .common import add_json_option
+from .common import add_json_option, add_rate_options
 
 
 def _protocols(text: str) -> tuple[str, ...]:
@@ -58,8 +58,7 @@ def add_parser(subparsers):
     g.add_argument("--splits", default="train=0.8,val=0.1,test=0.1",
                    help="fractions of train/val/test among --n-samples")
     g.add_argument("--dtype", choices=DTYPES, default="float32", help="storage type of v")
-    g.add_argument("--rate-exc", type=float, default=5.0, help="mean excitatory rate per slot (Hz)")
-    g.add_argument("--rate-inh", type=float, default=2.0, help="mean inhibitory rate per slot (Hz)")
+    add_rate_options(g)
     g.add_argument("--d-lambda", type=float, default=None,
                    help="d_lambda rule fraction (segment length / AC length constant at 100 Hz); "
                         "default: a cell file's own discretization, else 0.3")

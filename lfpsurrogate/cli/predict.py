@@ -5,7 +5,7 @@ import time
 from pathlib import Path
 
 from ..errors import LfpsurrogateError
-from .common import add_json_option, check_outputs
+from .common import PROTOCOL_HELP, add_json_option, add_rate_options, check_outputs
 
 
 def run(args) -> dict:
@@ -52,10 +52,8 @@ def add_parser(subparsers):
     p.add_argument("--model", default="l5_ttpc1", help="shipped model name or model folder")
     p.add_argument("--probe", default="laminar-16", help="LFP probe: a shipped probe name or a YAML file")
     p.add_argument("--duration-ms", type=float, default=1000.0, help="simulated time (ms)")
-    p.add_argument("--rate-exc", type=float, default=5.0, help="mean excitatory rate per slot (Hz)")
-    p.add_argument("--rate-inh", type=float, default=2.0, help="mean inhibitory rate per slot (Hz)")
-    p.add_argument("--protocol", default="constant",
-                   help="input protocol: constant, modulated, piecewise, clustered or mixed")
+    add_rate_options(p)
+    p.add_argument("--protocol", default="constant", help=PROTOCOL_HELP)
     p.add_argument("--n-cells", type=int, default=1, help="cells in the population")
     p.add_argument("--seed", type=int, default=0, help="input seed (cell i uses seed + i) and placement seed")
     p.add_argument("--signals", default="lfp,dipole,eeg,meg,spikes",

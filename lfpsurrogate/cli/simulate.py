@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 
-from .common import add_json_option, check_outputs
+from .common import PROTOCOL_HELP, add_json_option, add_rate_options, check_outputs
 
 CELL_HELP = ("l5_ttpc1 (default cell), pyramid_hh (small, fast), another BBP cell MEArec ships "
              "(e.g. L5_MC_bAC217_1), a BBP cell folder, or a cell file (.yaml) describing your "
@@ -49,10 +49,8 @@ def add_parser(subparsers):
     p.add_argument("--cell", default="l5_ttpc1", help=CELL_HELP)
     p.add_argument("--duration-ms", type=float, default=1000.0, help="simulated time (ms)")
     p.add_argument("--seed", type=int, default=0, help="seed of the Poisson input")
-    p.add_argument("--protocol", default="mixed",
-                   help="input protocol: constant, modulated, piecewise, clustered or mixed")
-    p.add_argument("--rate-exc", type=float, default=5.0, help="mean excitatory rate per slot (Hz)")
-    p.add_argument("--rate-inh", type=float, default=2.0, help="mean inhibitory rate per slot (Hz)")
+    p.add_argument("--protocol", default="mixed", help=PROTOCOL_HELP)
+    add_rate_options(p)
     p.add_argument("--d-lambda", type=float, default=None,
                    help="d_lambda rule fraction; default: a cell file's own discretization, else 0.3")
     p.add_argument("--out", required=True, help="result file (netCDF, .nc)")
