@@ -17,7 +17,8 @@ from .common import HelpFormatter
 
 # The subcommands, in the order --help lists them: modules (relative to this package) that
 # each have ``add_parser(subparsers)``, which adds the command and sets ``func`` (its run
-# function: args -> dict of figures) as the parser default. A new command is one line here.
+# function: args -> dict of figures) as the parser default. A new command is one line here,
+# e.g. "..network.cli" for a command whose module lives in lfpsurrogate/network/cli.py.
 COMMANDS = (
     ".simulate",
     ".predict",
