@@ -50,25 +50,25 @@ def free_run(drive: torch.Tensor, history: torch.Tensor) -> tuple[torch.Tensor, 
     one upward crossing to the next (a handful per second) instead of stepping through every
     bin; the result is the bin-by-bin rule's. No gradients (spikes are thresholded)."""
     with torch.no_grad():
-        logit = drive.detach().clone()
-        spikes = torch.zeros_like(logit)
-        hist = history.detach().to(logit.dtype)
+        logit = drive.detach().to("cpu", torch.float32).numpy().copy()
+        spikes = np.zeros_like(logit)
+        hist = history.detach().to("cpu", torch.float32).numpy()
         h, t_len = hist.shape[0], logit.shape[1]
-        below = torch.full((logit.shape[0], 1), -1.0, dtype=logit.dtype, device=logit.device)
-        for i in range(logit.shape[0]):
-            row = logit[i]
-            t = 0
+        for i in range(logit.shape[0]):  # numpy per row: a few small steps per spike
+            row, t, prev_below = logit[i], 0, True
             while t < t_len:
-                prev = row[t - 1: t_len - 1] if t > 0 else torch.cat([below[i], row[: t_len - 1]])
-                hits = ((row[t:] >= 0) & (prev < 0)).nonzero()
-                if hits.numel() == 0:
+                above = row[t:] >= 0
+                hits = above & np.concatenate(([prev_below], ~above[:-1]))
+                j = int(hits.argmax())
+                if not hits[j]:
                     break
-                u = t + int(hits[0, 0])
+                u = t + j
                 spikes[i, u] = 1.0
                 n = min(h, t_len - u - 1)
-                if n > 0:
-                    row[u + 1: u + 1 + n] += hist[:n]
-                t = u + 1
+                row[u + 1: u + 1 + n] += hist[:n]
+                t, prev_below = u + 1, False
+        logit = torch.from_numpy(logit).to(drive.device, drive.dtype)
+        spikes = torch.from_numpy(spikes).to(drive.device, drive.dtype)
     return logit, spikes
 
 
