@@ -264,8 +264,9 @@ class SpikingSurrogate(LinearSurrogate):
     def calibrate_threshold(self, samples, grid=None, burn_in: int | None = None,
                             tolerance_bins: int = 2, batch: int = 8) -> dict:
         """Set ``spike_threshold`` to the value with the best free-running spike F1 (+-2
-        bins, evaluate's definition) on whole ``samples`` (validation data, never test);
-        ties go to the firing rate closest to the truth. The drive is computed once:
+        bins, evaluate's definition) on whole ``samples`` (validation data, never test)
+        among those firing within 10 % of the true rate (``calibrate.choose_threshold``).
+        The drive is computed once:
         the threshold only shifts it. Returns {threshold, f1, rate ratio, grid scores}."""
         from ..evaluate import spike_counts, spike_f1
 
@@ -291,11 +292,13 @@ class SpikingSurrogate(LinearSurrogate):
                 a, b, c = spike_counts(row, true, burn, tolerance_bins)
                 tp, fp, fn = tp + a, fp + b, fn + c
             scores[float(thr)] = (spike_f1(tp, fp, fn), (tp + fp) / max(n_true, 1))
-        ok = {t: v for t, v in scores.items() if not math.isnan(v[0])}
-        if not ok:
+        from ..calibrate import choose_threshold
+
+        best = choose_threshold(scores)
+        if best is None:
             self.spike_threshold.fill_(old)
             return {"threshold": old, "scores": scores}
-        best = max(ok, key=lambda t: (round(ok[t][0], 3), -abs(math.log(max(ok[t][1], 1e-6)))))
+        ok = scores
         self.spike_threshold.fill_(best)
         # add the spike waveforms to v only where that makes the free-running voltages and
         # currents better on validation data: spikes at wrong times add whole action
