@@ -47,7 +47,8 @@ def spike_text(sidecar: dict) -> str:
                    "its spikes are reported but their waveforms are not added to v "
                    "(`waveform_gain` 0, see Known limits). ")
                 + f"The threshold is the one with the best free-running spike F1 on the "
-                f"validation split (F1 {cal['f1']:.3f} there, predicted/true rate "
+                f"validation split among those firing within 10 % of the true rate "
+                f"(`calibrate.choose_threshold`; F1 {cal['f1']:.3f} there, predicted/true rate "
                 f"{cal['rate_ratio']:.2f}); the sidecar's post-hoc logit threshold is 0.")
     return (f"Spikes are called where the spike logit crosses "
             f"{sidecar.get('spike_logit_threshold', 0.0):.2f} upwards: the threshold with the best "
@@ -143,6 +144,7 @@ def main() -> None:
     ap.add_argument("--checkpoint", default="best", help="checkpoint stem in --run (best, last)")
     ap.add_argument("--command", action="append", default=[], help="reproduction command lines")
     args = ap.parse_args()
+    config_text = Path(args.config).read_text()  # read first: --config may lie in the folder
     geom = store_geometry(args.data)
     # the spike threshold with the best F1 on the validation split (never on test); a
     # spiking model gets it inside its feedback loop (a calibrated checkpoint is written)
@@ -160,9 +162,9 @@ def main() -> None:
     export_model_folder(best, geom, out, metrics=metrics, overwrite=True,
                         sidecar_extra={"input_rate_hz": sidecar["input_rate_hz"],
                                        "spike_logit_threshold": threshold},
-                        card=card(args.name, info, sidecar, metrics, Path(args.config).read_text(),
+                        card=card(args.name, info, sidecar, metrics, config_text,
                                   args.command))
-    shutil.copyfile(args.config, out / "train.yaml")
+    (out / "train.yaml").write_text(config_text)
     write_manifest(out)
     print(json.dumps({k: {s: metrics[s].get(k) for s in metrics} for k in KEYS}))
 

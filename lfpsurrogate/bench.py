@@ -26,11 +26,19 @@ What is timed (wall clock, ``time.perf_counter``):
   sweep's first calls do, for their placements).
 
 Speed-up = NEURON pipeline wall / surrogate wall for the same work. Throughput = simulated
-cell-seconds per wall second. For (b) NEURON runs only ``neuron_cells`` of the cells;
-its simulate time is scaled linearly to all cells (cells are independent runs) and the
-forward model is timed on all cells (the subset's currents tiled: the cost of a matrix
-product does not depend on the values). The output says so (``neuron_cells_simulated``,
-``neuron_time_scaled_from``, ``neuron_scaling``).
+cell-seconds per wall second. Cores are counted alike: for (b) NEURON runs its
+``neuron_cells`` cells in parallel, one single-threaded process per usable core (a dask
+LocalCluster, the cell loaded in every process before timing), and the surrogate uses the
+same cores (``torch_threads``); the wall of those cells is scaled linearly to all cells, and
+the forward model is timed on all cells (the subset's currents tiled: the cost of a matrix
+product does not depend on the values). A single cell's NEURON run is serial (one process).
+The output says so (``cores``, ``neuron_processes``, ``neuron_scaling``).
+
+Both input paths are timed: counts (``predict_lfp(inputs)``, a dense channel x time array)
+and events (``predict_lfp(events=...)``, (cell, channel, time_ms) rows, as a network
+simulator hands them over; converting counts to events is not timed):
+``speedup`` / ``speedup_events``, and ``events_vs_counts_max_rel_diff`` checks that both
+give the same signals. Spikes are called at the model's calibrated threshold.
 
 Peak memory: a thread samples the process's resident set size (psutil) every 5 ms during
 each timed phase; ``rss_peak_mb`` is the highest sample and ``rss_increase_mb`` the peak
@@ -225,16 +233,20 @@ class BenchContext:
             print(f"[bench] {msg}", flush=True)
 
 
+def _cell_kwargs(geometry) -> dict:
+    """load_cell keyword arguments that rebuild the geometry's discretization."""
+    disc = dict(geometry.meta.get("discretization") or {})
+    if not disc:
+        return {}
+    return {"d_lambda": disc.get("d_lambda", 0.3), "lambda_f": disc.get("lambda_f", 100.0),
+            "nsegs_method": disc.get("method", "lambda_f"),
+            "max_nsegs_length": disc.get("max_nsegs_length")}
+
+
 def _load_cell_for(geometry):
     from .cells import load_cell
 
-    disc = dict(geometry.meta.get("discretization") or {})
-    kwargs = {}
-    if disc:
-        kwargs = {"d_lambda": disc.get("d_lambda", 0.3), "lambda_f": disc.get("lambda_f", 100.0),
-                  "nsegs_method": disc.get("method", "lambda_f"),
-                  "max_nsegs_length": disc.get("max_nsegs_length")}
-    return load_cell(geometry.name, **kwargs)
+    return load_cell(geometry.name, **_cell_kwargs(geometry))
 
 
 def make_context(model: str | Path = "l5_ttpc1", *, device: str = "auto", cell=None,
@@ -332,6 +344,95 @@ def _time_surrogate(ctx: BenchContext, inputs, positions, rotations, repeats: in
             "signals": out}
 
 
+def events_of(counts: np.ndarray) -> np.ndarray:
+    """(cell, channel, time) counts -> (n, 3) events (cell, channel, time_ms), one row per
+    input spike at its bin's start: what a network simulator hands over (untimed)."""
+    cell, channel, t = np.nonzero(counts)
+    k = counts[cell, channel, t].astype(np.int64)
+    return np.repeat(np.stack([cell, channel, t], 1), k, axis=0).astype(np.float64)
+
+
+def _time_surrogate_events(ctx: BenchContext, inputs, positions, rotations,
+                           repeats: int | None = None) -> dict:
+    """The same work as :func:`_time_surrogate` through ``predict_lfp(events=...)``: one
+    call over all cells (the events never become a dense channel x time matrix)."""
+    from .predict import predict_lfp
+
+    events = events_of(inputs)
+    n, n_bins = inputs.shape[0], inputs.shape[-1]
+    pos, rot = np.asarray(positions, float), np.asarray(rotations, float)
+    batch = max(1, min(64, 64000 // n_bins))
+
+    def run():
+        ds = predict_lfp(events=events, duration_ms=float(n_bins), n_cells=n,
+                         model=ctx.loaded.path, signals=SIGNALS, probe=ctx.probes["lfp"],
+                         eeg=ctx.probes["eeg"], meg=ctx.probes["meg"],
+                         positions=pos[0] if n == 1 else pos, rotations=rot[0] if n == 1 else rot,
+                         device=ctx.device, seed=ctx.seed, batch_size=batch)
+        return {k: ds[k].values for k in SIGNALS}
+
+    _, first, _ = _timed(run, ctx.device)
+    walls, out = [], None
+    for _ in range(ctx.repeats if repeats is None else max(1, repeats)):
+        out, wall, _ = _timed(run, ctx.device)
+        walls.append(wall)
+    return {"first_call_s": first, "wall_s": min(walls), "walls_s": walls, "signals": out,
+            "n_events": int(len(events))}
+
+
+def _events_speed(ev: dict, neuron_total: float, cell_s: float, counts_signals: dict) -> dict:
+    """Speed of the events path, and its largest deviation from the counts path's signals."""
+    dev = max(float(np.abs(ev["signals"][k] - counts_signals[k]).max()
+                    / max(np.abs(counts_signals[k]).max(), 1e-30)) for k in SIGNALS)
+    return {"surrogate_events_wall_s": ev["wall_s"], "surrogate_events_walls_s": ev["walls_s"],
+            "surrogate_events_first_call_s": ev["first_call_s"], "n_events": ev["n_events"],
+            "speedup_events": neuron_total / ev["wall_s"],
+            "surrogate_events_cell_seconds_per_second": cell_s / ev["wall_s"],
+            "events_vs_counts_max_rel_diff": dev}
+
+
+# ---- NEURON on all cores (population) ----------------------------------------------------
+_NEURON_CELL: dict = {}
+
+
+def _neuron_run(spec: tuple, counts: np.ndarray, seed: int) -> tuple[np.ndarray, float]:
+    """Worker side: simulate one cell (loaded once per process) -> (imem, simulate wall s)."""
+    import xarray as xr
+
+    from .cells import load_cell
+    from .simulate import simulate
+
+    name, kwargs = spec
+    key = (name, tuple(sorted(kwargs.items())))
+    if key not in _NEURON_CELL:
+        _NEURON_CELL.clear()
+        _NEURON_CELL[key] = load_cell(name, **kwargs)
+    da = xr.DataArray(counts, dims=("channel", "time"), attrs={"bin_ms": 1.0, "seed": seed})
+    t0 = time.perf_counter()
+    out = simulate(_NEURON_CELL[key], da, progress=False)
+    return out["imem"].values, time.perf_counter() - t0
+
+
+def neuron_parallel(geometry, inputs: np.ndarray, seed: int, workers: int) -> dict:
+    """NEURON on ``workers`` single-threaded processes (dask LocalCluster), each with the
+    cell loaded before timing: the wall of simulating all of ``inputs``' cells."""
+    from .data.generate import _client
+
+    spec = (geometry.name, _cell_kwargs(geometry))
+    warm = np.zeros((inputs.shape[1], 20), dtype=inputs.dtype)
+    with _client(workers, None) as (client, _):
+        addrs = list(client.scheduler_info()["workers"])
+        client.gather([client.submit(_neuron_run, spec, warm, 0, pure=False, workers=[a],
+                                     allow_other_workers=False) for a in addrs])
+        t0 = time.perf_counter()
+        futs = [client.submit(_neuron_run, spec, inputs[i], seed + i, pure=False)
+                for i in range(inputs.shape[0])]
+        results = client.gather(futs)
+        wall = time.perf_counter() - t0
+    return {"wall_s": wall, "imem": np.stack([r[0] for r in results]),
+            "simulate_walls_s": [r[1] for r in results], "processes": len(addrs)}
+
+
 def _truth_signals(ds) -> dict[str, np.ndarray]:
     return {k: ds[k].values for k in SIGNALS}
 
@@ -406,6 +507,8 @@ def bench_single(ctx: BenchContext, duration_ms: float = 10000.0) -> dict:
 
     ctx.log(f"single: surrogate, 1 cell x {duration_ms:g} ms")
     sur = _time_surrogate(ctx, np.asarray(inputs.values)[None], pos, rot)
+    ctx.log(f"single: surrogate from events, 1 cell x {duration_ms:g} ms")
+    sur_ev = _time_surrogate_events(ctx, np.asarray(inputs.values)[None], pos, rot)
     ctx.log(f"single: NEURON, 1 cell x {duration_ms:g} ms")
     truth, sim_s, sim_mem = _timed(lambda: simulate(ctx.cell, inputs, progress=ctx.progress))
     fwd = forward_model(geom, dict(ctx.probes), signals=SIGNALS, position=pos[0], rotation=rot[0])
@@ -422,7 +525,8 @@ def bench_single(ctx: BenchContext, duration_ms: float = 10000.0) -> dict:
         v_hat = out["v"][0].double().cpu().numpy()
         logit = out["spike_logit"][0].double().cpu().numpy()
     ev = Evaluator(geom, b, 1.0, signal_matrices(geom, dict(ctx.probes), position=tuple(pos[0])),
-                   keep_example=False)
+                   keep_example=False,
+                   spike_threshold=float(ctx.loaded.sidecar.get("spike_logit_threshold", 0.0)))
     ev.add(v_hat, truth["v"].values, logit, _true_spike_bins(truth["spikes"].values))
     accuracy = ev.result()
     accuracy.pop("v_explained_variance_by_region", None)
@@ -435,6 +539,10 @@ def bench_single(ctx: BenchContext, duration_ms: float = 10000.0) -> dict:
         "neuron_simulate_s": sim_s, "neuron_forward_s": fwd_s, "neuron_wall_s": neuron_total,
         "neuron_memory": sim_mem, "neuron_forward_memory": fwd_mem,
         **_speed(sur, neuron_total, cell_s),
+        **_events_speed(sur_ev, neuron_total, cell_s, sur["signals"]),
+        "neuron_processes": 1, "surrogate_threads": _threads(),
+        "cores_note": "one cell's NEURON run is serial (1 process); the surrogate uses "
+                      "surrogate_threads torch threads",
         "neuron_simulate_s_per_cell_second": sim_s / cell_s,
         "neuron_forward_s_per_cell_second": fwd_s / cell_s,
         "burn_in_ms": float(b),
@@ -468,24 +576,21 @@ def bench_population(ctx: BenchContext, n_cells: int = 100, duration_ms: float =
     ctx.log(f"population: surrogate, {n_cells} cells x {duration_ms:g} ms")
     sur = _time_surrogate(ctx, inputs, pos, rot)
 
-    ctx.log(f"population: NEURON, {k} of {n_cells} cells")
-    sim_walls, imem, sim_mem = [], [], {}
-    for i in range(k):
-        da = xr.DataArray(inputs[i], dims=("channel", "time"), attrs={"bin_ms": 1.0, "seed": seed + i})
-        truth, wall, m = _timed(lambda: simulate(ctx.cell, da, progress=False))
-        sim_walls.append(wall)
-        imem.append(truth["imem"].values)
-        if not sim_mem or m["rss_peak_mb"] > sim_mem["rss_peak_mb"]:
-            sim_mem = m
-    imem = np.stack(imem)  # (k, segment, time)
+    ctx.log(f"population: surrogate from events, {n_cells} cells x {duration_ms:g} ms")
+    sur_ev = _time_surrogate_events(ctx, inputs, pos, rot)
 
+    cores = _usable_cores()
+    ctx.log(f"population: NEURON, {k} of {n_cells} cells on {cores} processes")
+    par = neuron_parallel(geom, inputs[:k], seed, cores)
+    imem, sim_walls = par["imem"], par["simulate_walls_s"]
+    sim_mem = {"note": "not sampled: NEURON ran in worker processes"}
     # forward model of the whole population, timed on the subset's currents tiled to n cells
     fwd_all = forward_model(geom, dict(ctx.probes), signals=SIGNALS, position=pos, rotation=rot)
     fwd_all.matrices()
     tiled = imem[np.arange(n_cells) % k]
     _, fwd_s, fwd_mem = _timed(lambda: fwd_all.from_currents(tiled))
     del tiled
-    sim_scaled = sum(sim_walls) * n_cells / k
+    sim_scaled = par["wall_s"] * n_cells / k  # the parallel wall of k cells, scaled
     neuron_total = sim_scaled + fwd_s
 
     # accuracy on the subset: summed signals of the k NEURON cells vs the surrogate on them
@@ -503,19 +608,35 @@ def bench_population(ctx: BenchContext, n_cells: int = 100, duration_ms: float =
         "placement": "predict.default_placement: somata in a 20-200 um annulus around the "
                      "probe, random rotation about the apical axis",
         "neuron_cells_simulated": k, "neuron_time_scaled_from": k,
-        "neuron_scaling": (f"NEURON simulate time of {k} cell(s) x {n_cells}/{k} (independent "
-                           f"runs, linear); forward model timed on all {n_cells} cells (the "
-                           "subset's currents tiled)"),
+        "neuron_scaling": (f"wall of NEURON simulating {k} cell(s) on {par['processes']} "
+                           f"parallel processes (cell loaded before timing) x {n_cells}/{k}; "
+                           f"forward model timed on all {n_cells} cells (the subset's currents "
+                           "tiled)"),
+        "neuron_processes": par["processes"], "surrogate_threads": _threads(),
+        "neuron_parallel_wall_s": par["wall_s"],
         "neuron_simulate_walls_s": sim_walls,
         "neuron_simulate_s": sim_scaled, "neuron_forward_s": fwd_s, "neuron_wall_s": neuron_total,
         "neuron_memory_per_cell": sim_mem, "neuron_forward_memory": fwd_mem,
         **_speed(sur, neuron_total, cell_s),
+        **_events_speed(sur_ev, neuron_total, cell_s, sur["signals"]),
         "neuron_forward_s_per_cell_second": fwd_s / cell_s,
         "burn_in_ms": float(b),
         "accuracy_subset": dict(_compare(pred_sub, true_sub, b), cells=k,
                                 what="summed signals of the NEURON subset vs the surrogate "
                                      "on the same cells, inputs and placement"),
     }
+
+
+def _threads() -> int:
+    import torch
+
+    return int(torch.get_num_threads())
+
+
+def _usable_cores() -> int:
+    from .data.generate import available_cores
+
+    return available_cores()
 
 
 # ---- scaling sweep ------------------------------------------------------------------------------
@@ -618,6 +739,11 @@ def run_bench(model: str | Path = "l5_ttpc1", *, quick: bool = False, device: st
         "n_segments": ctx.geometry.n_segments, "n_channels": ctx.geometry.n_channels,
         "signals": list(SIGNALS), "probes": dict(PROBES),
         "device": ctx.device, "torch_threads": torch.get_num_threads(), "neuron_threads": 1,
+        "cores": {"usable": _usable_cores(), "surrogate_threads": torch.get_num_threads(),
+                  "neuron_processes_single": 1,
+                  "neuron_processes_population": population.get("neuron_processes", 1)},
+        "speedup_single_events": single.get("speedup_events"),
+        "speedup_population_events": population.get("speedup_events"),
         "neuron_dt_ms": 1 / 16,
         "speedup_single": single["speedup"],
         "speedup_population": population["speedup"],

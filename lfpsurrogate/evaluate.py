@@ -429,19 +429,15 @@ class Evaluator:
         self.n_samples += 1
 
     def best_spike_threshold(self, grid: np.ndarray | None = None) -> float:
-        """The logit threshold that maximises spike F1 over the samples added so far (the
-        BCE pos_weight leaves the logit biased towards spikes, so 0 over-calls them)."""
-        grid = np.arange(-2.0, 12.01, 0.25) if grid is None else np.asarray(grid, float)
-        best, best_f1 = 0.0, -1.0
-        for thr in grid:
-            tp = fp = fn = 0
-            for logit, bins in zip(self.logits, self.spike_bins):
-                a, b, c = spike_counts(logit - thr, bins, 0, self.tolerance_bins)
-                tp, fp, fn = tp + a, fp + b, fn + c
-            f1 = spike_f1(tp, fp, fn)
-            if f1 is not None and not math.isnan(f1) and f1 > best_f1:
-                best, best_f1 = float(thr), f1
-        return best
+        """The logit threshold of :func:`lfpsurrogate.calibrate.best_threshold` over the
+        samples added so far: the best spike F1 with the firing rate within 10 % of the
+        truth where possible (the BCE pos_weight leaves the logit biased towards spikes,
+        so 0 over-calls them)."""
+        from .calibrate import THRESHOLD_GRID, best_threshold
+
+        grid = THRESHOLD_GRID if grid is None else np.asarray(grid, float)
+        return best_threshold(self.logits, self.spike_bins, grid,
+                              tolerance_ms=self.tolerance_bins * self.bin_ms, bin_ms=self.bin_ms)[0]
 
     def per_segment_rmse(self) -> np.ndarray:
         return self.v.rmse()

@@ -11,6 +11,7 @@ without forming the voltage of every segment.
 """
 from __future__ import annotations
 
+import math
 import warnings
 from functools import lru_cache
 from pathlib import Path
@@ -130,6 +131,11 @@ class _RateSource:
         """(stop - start, channel, time) uint8 counts of cells start..stop-1."""
         return np.stack([self.cell(i).values for i in range(start, stop)])
 
+    def batch(self, start: int, stop: int):
+        import torch
+
+        return torch.from_numpy(self.counts(start, stop))
+
 
 def inputs_from_rates(geometry: CellGeometry, rates: dict, seed: int = 0) -> xr.DataArray:
     """Poisson inputs (cell, channel, time) from a rate specification.
@@ -173,6 +179,82 @@ def _probes_for(signals: Sequence[str], probe: Any, eeg: Any, meg: Any) -> dict:
     return probes
 
 
+class _CountSource:
+    """Dense counts (cell, channel, time), numpy or a torch tensor, handed out batch by
+    batch in their own dtype (uint8 counts stay uint8 until the model reads them)."""
+
+    def __init__(self, counts, time, bin_ms: float) -> None:
+        self.counts, self.time, self.bin_ms = counts, time, bin_ms
+        self.n_cells, _, self.n_bins = counts.shape
+
+    def batch(self, start: int, stop: int):
+        import torch
+
+        part = self.counts[start:stop]
+        return part if isinstance(part, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(part))
+
+
+class _EventSource:
+    """Presynaptic events (n, 3): (cell, channel, time_ms), binned on the model's grid and
+    merged per (cell, channel, bin); each batch of cells becomes ``InputEvents``."""
+
+    def __init__(self, events: Any, n_channels: int, duration_ms: Any, n_cells: Any,
+                 bin_ms: float = 1.0) -> None:
+        arr = as_array(events)
+        check_numeric(arr)
+        if arr.ndim != 2 or arr.shape[1] != 3:
+            raise InputError(f"events must be an (n, 3) array of (cell, channel, time_ms); got "
+                             f"shape {arr.shape}.")
+        if not np.all(np.isfinite(arr)):
+            raise InputError("events hold non-finite values (NaN or inf).")
+        if duration_ms is None:
+            raise InputError("events need duration_ms= (the length of the simulated window, ms).")
+        try:
+            duration_ms = float(duration_ms)
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"duration_ms={duration_ms!r} must be a number of ms.") from exc
+        if not math.isfinite(duration_ms) or duration_ms < bin_ms:
+            raise InputError(f"duration_ms={duration_ms!r} must be a finite number of ms, at "
+                             f"least one bin ({bin_ms:g} ms).")
+        cell, channel, t_ms = arr[:, 0], arr[:, 1], arr[:, 2]
+        for label, col in (("cell", cell), ("channel", channel)):
+            if np.any(col != np.round(col)) or np.any(col < 0):
+                raise InputError(f"events' {label} column must hold non-negative integers.")
+        if n_cells is None:
+            n_cells = int(cell.max()) + 1 if len(arr) else 1
+        if not isinstance(n_cells, (int, np.integer)) or isinstance(n_cells, bool) or n_cells < 1:
+            raise InputError(f"n_cells={n_cells!r} must be a positive integer.")
+        if len(arr) and cell.max() >= n_cells:
+            raise InputError(f"events name cell {int(cell.max())}, but n_cells={n_cells}.")
+        if len(arr) and channel.max() >= n_channels:
+            raise InputError(f"events name channel {int(channel.max())}, but the model has "
+                             f"{n_channels} input channels (0..{n_channels - 1}).")
+        if len(arr) and (t_ms.min() < 0 or t_ms.max() >= duration_ms):
+            raise InputError(f"event times must lie in [0, duration_ms={duration_ms:g}) ms; got "
+                             f"{t_ms.min():g}..{t_ms.max():g} ms.")
+        self.n_cells, self.n_channels, self.bin_ms = int(n_cells), n_channels, bin_ms
+        self.n_bins = int(math.ceil(duration_ms / bin_ms - 1e-9))
+        self.time = np.arange(self.n_bins) * bin_ms
+        b = np.minimum(np.floor(t_ms / bin_ms).astype(np.int64), self.n_bins - 1)
+        key = (cell.astype(np.int64) * n_channels + channel.astype(np.int64)) * self.n_bins + b
+        key, count = np.unique(key, return_counts=True)   # sorted: by cell first
+        self.cell = key // (n_channels * self.n_bins)
+        self.channel = (key // self.n_bins) % n_channels
+        self.bin = key % self.n_bins
+        self.count = count.astype(np.float32)
+
+    def batch(self, start: int, stop: int):
+        import torch
+
+        from .nn.linear import InputEvents
+
+        lo, hi = np.searchsorted(self.cell, [start, stop])
+        t = lambda a: torch.from_numpy(np.ascontiguousarray(a[lo:hi]))  # noqa: E731
+        return InputEvents.from_arrays((stop - start, self.n_channels, self.n_bins),
+                                       t(self.cell - start), t(self.channel), t(self.bin),
+                                       t(self.count))
+
+
 def predict_lfp(
     inputs: Any = None,
     probe: Any = None,
@@ -184,6 +266,9 @@ def predict_lfp(
     batch_size: int = 64,
     *,
     rates: dict | None = None,
+    events: Any = None,
+    duration_ms: float | None = None,
+    n_cells: int | None = None,
     seed: int = 0,
     cell: Any = None,
     eeg: Any = None,
@@ -196,7 +281,12 @@ def predict_lfp(
 
     inputs: spike counts (channel, time) for one cell or (cell, channel, time) for a
         population (numpy, DataArray, or a torch tensor when ``return_tensors``); or None
-        with ``rates`` (see :func:`inputs_from_rates`).
+        with ``rates`` (see :func:`inputs_from_rates`) or ``events``.
+    events: presynaptic spikes as an (n, 3) array of (cell, channel, time_ms), as network
+        simulators (NEST, Brian2) record them; with ``duration_ms`` (ms) and optionally
+        ``n_cells`` (default: the largest cell index + 1). Binned at 1 ms; equal to the
+        binned counts given as ``inputs``, and for ``linear``/``spiking`` models never
+        turned into a dense channel x time matrix.
     probe: the LFP probe (name, YAML path, Probe or MEAutility MEA; default laminar-16).
         ``eeg``/``meg``: sensor sets (default: the shipped 10-20 montage, radial MEG array).
     model: a shipped model name or a model folder / training checkpoint.
@@ -214,10 +304,25 @@ def predict_lfp(
     Returns an xarray.Dataset (dims as in ``ForwardModel``; ``v``/``imem`` (cell, segment,
     time); ``spikes`` (cell, time) 0/1 predicted somatic spikes, and ``spike_probability``).
     """
-    import torch
+    signals = _requested_signals(signals, batch_size, seed)
+    loaded = load_model(model, device)
+    _check_cell(cell, loaded)
+    source = _input_source(inputs, rates, events, duration_ms, n_cells, seed, loaded.geometry,
+                           return_tensors)
+    probes = _probes_for(signals, probe, eeg, meg)
+    _check_population_memory(source.n_cells, source.n_bins, loaded.geometry, probes)
+    positions, rotations = _placement(positions, rotations, source.n_cells, seed)
+    fwd, mats = _forward_matrices(loaded, probes, signals, positions, rotations)
+    result, p_cell, logit = _run_batches(loaded, source, mats, fwd, signals, batch_size,
+                                         return_tensors, fold_readout, progress)
+    if return_tensors:
+        return _tensor_result(result, p_cell, logit, signals, loaded.geometry)
+    return _to_dataset(fwd, result, p_cell, logit, signals, loaded.geometry, loaded,
+                       source.n_bins, source.time, source.bin_ms)
 
-    from .forward import forward_model
 
+def _requested_signals(signals, batch_size, seed) -> tuple[str, ...]:
+    """The signal names (a sequence, one name or a comma list), after checking the knobs."""
     if isinstance(signals, str):  # "lfp" is one signal, not the letters l, f, p
         signals = tuple(s.strip() for s in signals.split(",") if s.strip())
     signals = tuple(signals)
@@ -228,56 +333,60 @@ def predict_lfp(
         raise InputError(f"batch_size={batch_size!r} must be a positive integer.")
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, (bool, np.bool_)) or seed < 0:
         raise InputError(f"seed={seed!r} must be a non-negative integer.")
-    loaded = load_model(model, device)
+    return signals
+
+
+def _check_cell(cell, loaded) -> None:
+    """Refuse a cell the model was not trained for (fingerprints differ)."""
+    if cell is None:
+        return
     geometry = loaded.geometry
-    if cell is not None:
-        given = getattr(cell, "geometry", cell)
-        if not isinstance(given, CellGeometry):
-            raise InputError(f"cell must be a Cell or CellGeometry, got {type(cell).__name__}.")
-        if given.fingerprint != geometry.fingerprint:
-            raise InputError(
-                f"model {loaded.name!r} was trained for cell {geometry.name!r} (fingerprint "
-                f"{geometry.fingerprint}); the cell given is {given.name!r} (fingerprint "
-                f"{given.fingerprint}). Use a model of this cell or train one."
-            )
-    dev = next(loaded.model.parameters()).device
-    source = None
-    if inputs is None:
-        if rates is None:
-            raise InputError("give inputs (spike counts) or rates={...} to draw them.")
-        source = _RateSource(geometry, rates, seed)  # drawn batch by batch below
-    elif rates is not None:
-        raise InputError("give either inputs or rates, not both.")
-    if source is not None:
-        n_cells, n_bins, time, bin_ms = source.n_cells, source.n_bins, source.time, source.bin_ms
+    given = getattr(cell, "geometry", cell)
+    if not isinstance(given, CellGeometry):
+        raise InputError(f"cell must be a Cell or CellGeometry, got {type(cell).__name__}.")
+    if given.fingerprint != geometry.fingerprint:
+        raise InputError(
+            f"model {loaded.name!r} was trained for cell {geometry.name!r} (fingerprint "
+            f"{geometry.fingerprint}); the cell given is {given.name!r} (fingerprint "
+            f"{given.fingerprint}). Use a model of this cell or train one."
+        )
 
-        def batch_of(start: int, stop: int):
-            return torch.from_numpy(source.counts(start, stop))
-    elif isinstance(inputs, torch.Tensor):
-        if not return_tensors:
-            inputs = inputs.detach().cpu().numpy()
-        else:
-            x_all = inputs if inputs.dim() == 3 else inputs[None]
-            if x_all.shape[1] != geometry.n_channels:
-                raise InputError(f"inputs have {x_all.shape[1]} channels; the model expects "
-                                 f"{geometry.n_channels}.")
-            if not torch.isfinite(x_all).all():
-                raise InputError("inputs hold non-finite values (NaN or inf).")
-            time, bin_ms = None, 1.0
-    if source is None and not isinstance(inputs, torch.Tensor):
-        counts, time, bin_ms = _as_counts(inputs, geometry.n_channels)
 
-        def batch_of(start: int, stop: int):
-            return torch.from_numpy(np.ascontiguousarray(counts[start:stop], dtype=np.float32))
-        n_cells, _, n_bins = counts.shape
-    elif source is None:
-        def batch_of(start: int, stop: int):
-            return x_all[start:stop]
-        n_cells, _, n_bins = x_all.shape
-    warned = False
-    _check_population_memory(n_cells, n_bins, geometry, _probes_for(signals, probe, eeg, meg))
+def _input_source(inputs, rates, events, duration_ms, n_cells, seed, geometry, return_tensors):
+    """Where the batches of input come from: counts, a rate specification or events."""
+    import torch
 
-    if positions is None:  # rotations alone keep the default positions (not the probe axis)
+    given = [k for k, v in (("inputs", inputs), ("rates", rates), ("events", events)) if v is not None]
+    if len(given) > 1:
+        raise InputError(f"give one of inputs, rates or events, not {' and '.join(given)}.")
+    if not given:
+        raise InputError("give inputs (spike counts), rates={...} to draw them, or events "
+                         "(an (n, 3) array of cell, channel, time_ms).")
+    if (duration_ms is not None or n_cells is not None) and events is None:
+        raise InputError("duration_ms and n_cells go with events=; with inputs they come from "
+                         "the array's shape, with rates from the rate specification.")
+    if rates is not None:
+        return _RateSource(geometry, rates, seed)  # drawn batch by batch
+    if events is not None:
+        return _EventSource(events, geometry.n_channels, duration_ms, n_cells)
+    if isinstance(inputs, torch.Tensor) and return_tensors:
+        x_all = inputs if inputs.dim() == 3 else inputs[None]
+        if x_all.shape[1] != geometry.n_channels:
+            raise InputError(f"inputs have {x_all.shape[1]} channels; the model expects "
+                             f"{geometry.n_channels}.")
+        if not torch.isfinite(x_all).all():
+            raise InputError("inputs hold non-finite values (NaN or inf).")
+        return _CountSource(x_all, None, 1.0)
+    if isinstance(inputs, torch.Tensor):
+        inputs = inputs.detach().cpu().numpy()
+    counts, time, bin_ms = _as_counts(inputs, geometry.n_channels)
+    return _CountSource(counts, time, bin_ms)
+
+
+def _placement(positions, rotations, n_cells: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(positions, rotations), each (1, 3) or (n_cells, 3), checked; default_placement
+    when positions are not given (rotations alone keep the default positions)."""
+    if positions is None:
         positions, default_rot = default_placement(n_cells, seed)
         rotations = default_rot if rotations is None else rotations
     try:
@@ -286,8 +395,8 @@ def predict_lfp(
     except (TypeError, ValueError, OverflowError) as exc:
         raise InputError(f"positions and rotations must be numbers, (3,) or (n_cells, 3) "
                          f"({exc}).") from exc
-    positions = positions.reshape(-1, 3) if positions.size == 3 * n_cells or positions.size == 3 else positions
-    rotations = rotations.reshape(-1, 3) if rotations.size == 3 * n_cells or rotations.size == 3 else rotations
+    positions = positions.reshape(-1, 3) if positions.size in (3 * n_cells, 3) else positions
+    rotations = rotations.reshape(-1, 3) if rotations.size in (3 * n_cells, 3) else rotations
     for label, arr in (("positions", positions), ("rotations", rotations)):
         if arr.shape not in ((1, 3), (n_cells, 3)):
             raise InputError(f"{label} must be (3,) or ({n_cells}, 3); got shape {arr.shape}.")
@@ -296,67 +405,101 @@ def predict_lfp(
     if n_cells > 1:
         positions = np.broadcast_to(positions, (n_cells, 3)).copy()
         rotations = np.broadcast_to(rotations, (n_cells, 3)).copy()
+    return positions, rotations
 
-    probes = _probes_for(signals, probe, eeg, meg)
-    fwd = forward_model(geometry, probes or None, signals=tuple(
+
+def _forward_matrices(loaded, probes: dict, signals, positions, rotations):
+    """The forward model of the placement (cached per placement by forward_model) and its
+    matrices on the model's device, applied to voltages."""
+    import torch
+
+    from .forward import forward_model
+
+    n_cells = positions.shape[0]
+    fwd = forward_model(loaded.geometry, probes or None, signals=tuple(
         s for s in signals if s in ("lfp", "dipole", "eeg", "meg")) or ("dipole",),
         position=positions if n_cells > 1 else positions[0],
         rotation=rotations if n_cells > 1 else rotations[0])
     if any(p is not None and getattr(p, "n", 1) == 0 for p in fwd.probes.values()):
         raise InputError("the probe has no electrodes.")
+    dev = next(loaded.model.parameters()).device
     mats = {k: torch.tensor(np.array(a), dtype=torch.float32, device=dev)
             for k, a in fwd.matrices(of="voltages").items()}
+    return fwd, mats
+
+
+def _dense(x):
+    """A batch as dense float32 counts (the models' plain forward takes those)."""
+    import torch
+
+    from .nn.linear import InputEvents
+
+    if not isinstance(x, InputEvents):
+        return x.float()
+    dense = torch.zeros(x.shape, dtype=torch.float32, device=x.count.device)
+    dense.index_put_((x.batch, x.channel, x.time), x.count.float(), accumulate=True)
+    return dense
+
+
+def _run_batches(loaded, source, mats, fwd, signals, batch_size, return_tensors, fold_readout,
+                 progress):
+    """The network over batches of cells -> (summed LFP / EEG / MEG / dipole, per-cell
+    dipoles, spike logits). Voltages are formed only when asked for: otherwise the linear
+    readout is folded into the forward matrices (``nn.folded`` for linear/spiking models)."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from .nn.folded import foldable, folded_signals
+
+    model = loaded.model
+    dev = next(model.parameters()).device
     # K M annihilates constant voltages (M 1 = 0), so subtracting a reference potential
     # first changes nothing but the float32 cancellation error around -65 mV
-    v_ref = float(loaded.model.v_mean.mean())
+    v_ref = float(model.v_mean.mean())
     want_v = "v" in signals or "imem" in signals
-    fold = fold_readout and not want_v and callable(getattr(loaded.model, "readout_parts", None))
-
+    fold_rows = fold_readout and not want_v and foldable(model)
+    fold = (fold_readout and not want_v and not fold_rows
+            and callable(getattr(model, "readout_parts", None)))
+    has_lfp = "lfp" in mats
     grad = torch.enable_grad() if return_tensors else torch.no_grad()
     outs: dict[str, list] = {"lfp": [], "p_cell": [], "v": [], "logit": []}
+    warned = False
     with grad:
-        folded = _folded_matrices(loaded.model, mats, v_ref) if fold else None
-        from tqdm.auto import tqdm
-
-        starts = range(0, n_cells, batch_size)
+        folded = _folded_matrices(model, mats, v_ref) if fold else None
+        starts = range(0, source.n_cells, batch_size)
         for b in tqdm(starts, desc="predict_lfp", unit="batch", disable=(
                 None if progress is None else not progress or len(starts) < 2)):
-            x = batch_of(b, min(b + batch_size, n_cells))
-            warned = warned or _warn_out_of_distribution(x, loaded, bin_ms, first_cell=b)
-            x = x.to(dev, torch.float32)
-            sl = slice(b, b + x.shape[0])
-            if fold:
-                parts = loaded.model.readout_parts(x)
-                lfp_b, p_b = _apply_folded(folded, parts, sl, "lfp" in mats)
+            x = _to_device(source.batch(b, min(b + batch_size, source.n_cells)), dev)
+            n = x.shape[0]
+            warned = warned or _warn_out_of_distribution(x, loaded, source.bin_ms, first_cell=b)
+            sl = slice(b, b + n)
+            if fold_rows:
+                k_rows = torch.cat(([mats["lfp"][sl]] if has_lfp else []) + [mats["dipole"][sl]], 1)
+                out = folded_signals(model, x, k_rows, v_ref)
+                n_lfp = mats["lfp"].shape[1] if has_lfp else 0
+                lfp_b = out["rows"][:, :n_lfp].sum(0) if has_lfp else None
+                p_b, logit = out["rows"][:, n_lfp:], out["spike_logit"]
+            elif fold:
+                parts = model.readout_parts(_dense(x))
+                lfp_b, p_b = _apply_folded(folded, parts, sl, has_lfp)
                 logit = parts["spike_logit"]
             else:
-                out = loaded.model(x)
-                v = out["v"]
-                logit = out["spike_logit"]
+                out = model(_dense(x))
+                v, logit = out["v"], out["spike_logit"]
                 if not return_tensors and not torch.isfinite(v).all():
                     raise FloatingPointError(
-                        f"the surrogate produced non-finite voltages for cells {b}..{b + x.shape[0] - 1}; "
+                        f"the surrogate produced non-finite voltages for cells {b}..{b + n - 1}; "
                         "the inputs are probably far outside its training range.")
                 dv = v - v_ref
                 p_b = torch.einsum("cas,cst->cat", mats["dipole"][sl], dv)
-                lfp_b = torch.einsum("ces,cst->et", mats["lfp"][sl], dv) if "lfp" in mats else None
+                lfp_b = torch.einsum("ces,cst->et", mats["lfp"][sl], dv) if has_lfp else None
                 if want_v:
                     outs["v"].append(v if return_tensors else v.detach().cpu())
             if lfp_b is not None:
                 outs["lfp"].append(lfp_b)
             outs["p_cell"].append(p_b)
             outs["logit"].append(logit)
-        p_cell = torch.cat(outs["p_cell"])
-        result: dict[str, Any] = {}
-        if "lfp" in mats:
-            result["lfp"] = torch.stack(outs["lfp"]).sum(0)
-        p = p_cell.sum(0)
-        src = p[None] if fwd.eeg_dipoles == "summed" else p_cell
-        if "eeg" in mats:
-            result["eeg"] = torch.einsum("cea,cat->et", mats["eeg"], src)
-        if "meg" in mats:
-            result["meg"] = torch.einsum("cnij,cjt->nit", mats["meg"], src)
-        result["dipole"] = p
+        result, p_cell = _sensor_signals(outs, mats, fwd)
         logit = torch.cat(outs["logit"])
         if want_v:
             result["v"] = torch.cat(outs["v"])
@@ -365,15 +508,50 @@ def predict_lfp(
             raise FloatingPointError(f"the surrogate's {key} is not finite; the inputs are "
                                      "probably far outside its training range, or the model's "
                                      "weights are not finite.")
-    if return_tensors:
-        result["cell_dipole"] = p_cell
-        result["spike_logit"] = logit
-        if "imem" in signals:
-            m = torch.as_tensor(geometry.vmem_to_imem.toarray(), dtype=result["v"].dtype,
-                                device=result["v"].device)
-            result["imem"] = torch.einsum("ks,cst->ckt", m, result["v"])
-        return result
-    return _to_dataset(fwd, result, p_cell, logit, signals, geometry, loaded, n_bins, time, bin_ms)
+    return result, p_cell, logit
+
+
+def _to_device(x, dev):
+    from .nn.linear import InputEvents
+
+    if isinstance(x, InputEvents):
+        for name in ("batch", "channel", "time", "count"):
+            setattr(x, name, getattr(x, name).to(dev))
+        return x
+    return x.to(dev)
+
+
+def _sensor_signals(outs: dict, mats: dict, fwd) -> tuple[dict, Any]:
+    """Summed LFP, dipole, and EEG / MEG from the cells' dipoles (or their sum, when the
+    forward model places one summed dipole)."""
+    import torch
+
+    p_cell = torch.cat(outs["p_cell"])
+    result: dict[str, Any] = {}
+    if "lfp" in mats:
+        result["lfp"] = torch.stack(outs["lfp"]).sum(0)
+    p = p_cell.sum(0)
+    src = p[None] if fwd.eeg_dipoles == "summed" else p_cell
+    if "eeg" in mats:
+        result["eeg"] = torch.einsum("cea,cat->et", mats["eeg"], src)
+    if "meg" in mats:
+        result["meg"] = torch.einsum("cnij,cjt->nit", mats["meg"], src)
+    result["dipole"] = p
+    return result, p_cell
+
+
+def _tensor_result(result: dict, p_cell, logit, signals, geometry) -> dict:
+    """``return_tensors``: the signals as torch tensors (with gradients), plus per-cell
+    dipoles, spike logits and imem when asked for."""
+    import torch
+
+    result["cell_dipole"] = p_cell
+    result["spike_logit"] = logit
+    if "imem" in signals:
+        m = torch.as_tensor(geometry.vmem_to_imem.toarray(), dtype=result["v"].dtype,
+                            device=result["v"].device)
+        result["imem"] = torch.einsum("ks,cst->ckt", m, result["v"])
+    return result
 
 
 def _check_population_memory(n_cells: int, n_bins: int, geometry, probes: dict) -> None:
@@ -444,7 +622,17 @@ def _warn_out_of_distribution(x, loaded, bin_ms: float = 1.0, first_cell: int = 
         return False  # no usable training range recorded
     if lo is None:
         return False
-    rates = x.detach().float().mean(dim=(-2, -1)).reshape(-1) * (1000.0 / bin_ms)  # Hz
+    import torch
+
+    from .nn.linear import InputEvents
+
+    if isinstance(x, InputEvents):  # total count per cell / (channels x bins)
+        b, c, t = x.shape
+        totals = torch.zeros(b, dtype=torch.float32, device=x.count.device)
+        totals.index_add_(0, x.batch, x.count.float())
+        rates = totals / (c * t) * (1000.0 / bin_ms)
+    else:
+        rates = x.detach().float().mean(dim=(-2, -1)).reshape(-1) * (1000.0 / bin_ms)  # Hz
     out = (rates > 3 * hi) | (rates < lo / 3)
     if not bool(out.any()):
         return False

@@ -69,8 +69,19 @@ def test_result_has_spec_keys_and_sane_values(result):
 def test_population_scaling_is_declared(result):
     p = result["population"]
     assert p["cells"] == 3 and p["neuron_cells_simulated"] == 1 and p["neuron_time_scaled_from"] == 1
-    assert "linear" in p["neuron_scaling"]
-    assert p["neuron_simulate_s"] == pytest.approx(sum(p["neuron_simulate_walls_s"]) * 3)
+    # NEURON runs on as many parallel processes as the surrogate has cores; its wall scaled
+    from lfpsurrogate.data.generate import available_cores
+
+    assert p["neuron_processes"] == available_cores() == result["cores"]["usable"]
+    assert "parallel processes" in p["neuron_scaling"]
+    assert p["neuron_simulate_s"] == pytest.approx(p["neuron_parallel_wall_s"] * 3)
+    assert p["neuron_parallel_wall_s"] >= max(p["neuron_simulate_walls_s"])
+    # the events path: the same signals as the counts path, and its own speed-up
+    for part in (p, result["single"]):
+        assert part["events_vs_counts_max_rel_diff"] < 1e-4
+        assert part["speedup_events"] == pytest.approx(part["neuron_wall_s"]
+                                                       / part["surrogate_events_wall_s"])
+        assert part["n_events"] > 0
     acc = p["accuracy_subset"]
     assert acc["cells"] == 1 and {"lfp_r_median", "eeg_r_median", "meg_r_median"} <= set(acc)
 

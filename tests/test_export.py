@@ -147,3 +147,19 @@ def test_export_of_a_spiking_model_calibrates_inside_its_feedback_loop(trained_r
         own = calibrated(torch.from_numpy(counts.values[None].astype(np.float32)))["spikes"]
     assert own.sum() > 0
     assert np.array_equal(ds["spikes"].values[0] > 0, own[0].numpy() > 0)
+
+
+def test_threshold_choice_keeps_the_firing_rate_within_ten_percent():
+    """The shipped model's validation scores (threshold: (F1, rate ratio)): the best F1
+    fires 42 % too often; the chosen threshold gives up 0.005 of F1 for a rate within 2 %."""
+    from lfpsurrogate.calibrate import choose_threshold
+
+    scores = {-2.5: (0.1151, 1.665), -2.0: (0.1217, 1.417), -1.5: (0.1194, 1.194),
+              -1.0: (0.1168, 1.014), -0.5: (0.1070, 0.871), 0.0: (0.1070, 0.754)}
+    assert choose_threshold(scores) == -1.0
+    assert choose_threshold(scores, rate_tolerance=0.5) == -2.0  # a looser rule: best F1
+    # no threshold within 10 %: the closest rate (0.80 beats 1.30), whatever its F1
+    assert choose_threshold({1.0: (0.5, 1.30), 2.0: (0.1, 0.80), 3.0: (0.05, 0.5)}) == 2.0
+    # undefined F1s are skipped; nothing defined -> None
+    assert choose_threshold({1.0: (float("nan"), 1.0), 2.0: (0.2, 1.05)}) == 2.0
+    assert choose_threshold({1.0: (float("nan"), 1.0)}) is None

@@ -258,3 +258,26 @@ def test_predict_lfp_with_linear_and_spiking_models(arch, pyramid, tmp_path):
         scale = np.abs(ref[key].values).max()
         assert np.abs(folded[key].values - plain[key].values).max() < 1e-4 * scale, key
         assert np.abs(plain[key].values - ref[key].values).max() < 1e-4 * scale, key
+
+
+def test_wide_causal_conv_by_fft_equals_the_direct_convolution():
+    """CausalConv1d at inference (no gradients, several cells, wide kernel) runs by FFT:
+    the same outputs as torch's conv1d on the left-padded input, for any length, and
+    after the weights change (the cached kernel spectrum is refreshed)."""
+    from lfpsurrogate.nn.layers import FFT_MIN_BATCH, CausalConv1d
+
+    torch.manual_seed(3)
+    conv = CausalConv1d(5, 7, 25)
+    for t in (30, 257):
+        x = torch.randn(FFT_MIN_BATCH + 1, 5, t)
+        ref = torch.nn.functional.conv1d(torch.nn.functional.pad(x, (24, 0)), conv.weight,
+                                         conv.bias)
+        with torch.no_grad():
+            got = conv(x)
+            conv.weight.mul_(2.0)
+            doubled = conv(x)
+            conv.weight.mul_(0.5)
+        assert got.shape == ref.shape
+        assert torch.allclose(got, ref, atol=1e-5 * float(ref.abs().max()))
+        ref2 = 2 * (ref - conv.bias[None, :, None]) + conv.bias[None, :, None]
+        assert torch.allclose(doubled, ref2, atol=1e-5 * float(ref2.abs().max()))

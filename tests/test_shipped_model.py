@@ -7,14 +7,18 @@ simulated in NEURON and predicted by the surrogate through the public API only
 compared with the model's own held-out figures, read at run time from ``metrics.json`` in
 the model folder (``test`` split), so the test follows whatever model is shipped.
 
-Margins (3 x 1 s here against 42 x 2 s in metrics.json, so sampling noise is allowed for):
+Margins (3 x 3 s here against 59 x 2 s in metrics.json, so sampling noise is allowed for):
 
 * soma RMSE (clipped at -55 mV): at most 1.5 x the reference + 0.5 mV;
 * LFP r (laminar-16, soma at (50, 0, 0) µm, median over contacts): at least the reference
   - 0.3 (the first shipped model: 0.35 here against 0.56 in metrics.json; r varies from
   sample to sample much more than the soma RMSE);
-* spike F1 (the model's calibrated threshold, ±2 ms): at least half the reference - 0.05;
-* predicted / true spike count within a factor 3 of the reference's ratio (the firing
+* spikes (the model's calibrated threshold, ±2 ms): the number of predicted spikes that
+  match a true one must not be improbably low for the reference precision: P(X <= hits)
+  >= 1e-3 for X ~ Binomial(predicted, reference precision). (A fixed F1 margin cannot be
+  both safe and meaningful here: at F1 0.13 a correct model matches ~2 of ~17 spikes in
+  3 s, and 0 with probability ~0.1; a broken spike generator matches none of many.)
+* predicted / true spike count within a factor 2 of the reference's ratio (the firing
   rate that the calibrated threshold gives; a threshold of 0 instead of the calibrated one
   multiplies it several-fold).
 
@@ -31,11 +35,11 @@ import lfpsurrogate as lfps
 from lfpsurrogate import evaluate as ev
 
 SEEDS = {"constant": 101, "modulated": 202, "piecewise": 303}
-DURATION_MS = 1000
+DURATION_MS = 3000
 SOMA_RMSE_FACTOR, SOMA_RMSE_EXTRA_MV = 1.5, 0.5
 LFP_R_DROP = 0.3
-F1_FACTOR, F1_DROP = 0.5, 0.05
-RATE_FACTOR = 3.0
+HITS_TAIL = 1e-3   # matched spikes this improbable under the reference precision fail
+RATE_FACTOR = 2.0
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +88,9 @@ def test_shipped_model_against_neuron_on_fixed_seeds(shipped):
     assert soma_rmse <= SOMA_RMSE_FACTOR * ref["soma_rmse_mv"] + SOMA_RMSE_EXTRA_MV
     assert lfp_r >= ref["lfp_r_median"] - LFP_R_DROP
     assert tp + fn > 0, "the cell did not fire on these seeds: choose others"
-    assert f1 >= F1_FACTOR * ref["spike_f1"] - F1_DROP
+    from scipy.stats import binom
+
+    precision = ref["spike_precision"]
+    assert binom.cdf(tp, tp + fp, precision) >= HITS_TAIL, (tp, tp + fp, precision)
     ratio, ref_ratio = (tp + fp) / (tp + fn), ref["n_predicted_spikes"] / ref["n_true_spikes"]
     assert ref_ratio / RATE_FACTOR <= ratio <= ref_ratio * RATE_FACTOR, (ratio, ref_ratio)

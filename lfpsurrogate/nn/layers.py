@@ -21,7 +21,35 @@ class CausalConv1d(nn.Conv1d):
         self.left_pad = (kernel_size - 1) * dilation
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (self.groups == 1 and self.dilation[0] == 1 and self.kernel_size[0] >= FFT_MIN_KERNEL
+                and x.shape[0] >= FFT_MIN_BATCH and not torch.is_grad_enabled()):
+            return self._forward_fft(x)
         return super().forward(F.pad(x, (self.left_pad, 0)))
+
+    def _forward_fft(self, x: torch.Tensor) -> torch.Tensor:
+        """The same causal convolution by FFT (inference): a K-tap kernel costs K
+        multiply-adds per bin and channel pair directly, about one per frequency here (the
+        spiking model's first layer: 25 taps, about half the time). The kernel's spectrum
+        is kept for the next call of the same length. Equal to the direct form up to float
+        rounding (tested)."""
+        t, k = x.shape[-1], self.kernel_size[0]
+        n = t + k - 1
+        key = (n, self.weight._version, self.weight.data_ptr(), x.dtype, x.device)
+        cache = getattr(self, "_fft_kernel", None)
+        if cache is None or cache[0] != key:
+            wf = torch.fft.rfft(self.weight.to(x.dtype).flip(-1), n=n)         # (o, i, f)
+            cache = (key, wf.permute(2, 1, 0).contiguous())                    # (f, i, o)
+            self._fft_kernel = cache
+        xf = torch.fft.rfft(x, n=n).permute(2, 0, 1).contiguous()             # (f, b, i)
+        yf = torch.bmm(xf, cache[1]).permute(1, 2, 0)                           # (b, o, f)
+        y = torch.fft.irfft(yf, n=n)[..., :t]
+        return y if self.bias is None else y + self.bias[None, :, None].to(y.dtype)
+
+
+# wide kernels over several cells are cheaper by FFT (measured: 64 cells x 1 s, 25 taps,
+# 64 channels: 2.1x faster; one cell: slower); inference only, training stays direct
+FFT_MIN_KERNEL = 9
+FFT_MIN_BATCH = 4
 
 
 class TCN(nn.Module):

@@ -71,8 +71,31 @@ class InputEvents:
 
     def __init__(self, x: torch.Tensor) -> None:
         self.shape = tuple(x.shape)
-        self.batch, self.channel, self.time = x.nonzero(as_tuple=True)
-        self.count = x[self.batch, self.channel, self.time]
+        b, c, t = x.shape
+        batch, channel, time = x.nonzero(as_tuple=True)
+        count = x[batch, channel, time].float()
+        # ordered by (batch, time): each bin's events are contiguous (see bin_offsets)
+        order = torch.argsort(batch * t + time, stable=True)
+        self.batch, self.channel, self.time = batch[order], channel[order], time[order]
+        self.count = count[order]
+
+    @classmethod
+    def from_arrays(cls, shape: tuple[int, int, int], batch: torch.Tensor, channel: torch.Tensor,
+                    time: torch.Tensor, count: torch.Tensor) -> "InputEvents":
+        """Events given directly (e.g. presynaptic spike times binned): indices (long) and
+        counts (float), one entry per (batch, channel, time) bin, in any order."""
+        ev = cls.__new__(cls)
+        ev.shape = tuple(int(n) for n in shape)
+        order = torch.argsort(batch * ev.shape[2] + time, stable=True)
+        ev.batch, ev.channel, ev.time = batch[order], channel[order], time[order]
+        ev.count = count[order].float()
+        return ev
+
+    def bin_offsets(self) -> torch.Tensor:
+        """(batch * T,) start of each (batch, time) bin's events in the event arrays."""
+        b, _, t = self.shape
+        n = torch.bincount(self.batch * t + self.time, minlength=b * t)
+        return torch.cumsum(n, 0) - n
 
 
 def pointwise_events(ev: InputEvents, weight: torch.Tensor, in_mean: torch.Tensor,
@@ -82,9 +105,8 @@ def pointwise_events(ev: InputEvents, weight: torch.Tensor, in_mean: torch.Tenso
     columns, the channel means a constant. -> (batch, out, T)."""
     b, c, t = ev.shape
     w = weight * in_scale[None, :]
-    out = torch.zeros(b * t, w.shape[0], dtype=w.dtype, device=w.device)
-    if ev.count.numel():
-        out.index_add_(0, ev.batch * t + ev.time, ev.count[:, None] * w.T[ev.channel])
+    out = F.embedding_bag(ev.channel, w.T.contiguous(), ev.bin_offsets(), mode="sum",
+                          per_sample_weights=ev.count.to(w.dtype))
     out = out - (w @ in_mean)[None]
     return out.reshape(b, t, -1).transpose(1, 2)
 

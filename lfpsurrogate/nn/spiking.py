@@ -50,25 +50,25 @@ def free_run(drive: torch.Tensor, history: torch.Tensor) -> tuple[torch.Tensor, 
     one upward crossing to the next (a handful per second) instead of stepping through every
     bin; the result is the bin-by-bin rule's. No gradients (spikes are thresholded)."""
     with torch.no_grad():
-        logit = drive.detach().clone()
-        spikes = torch.zeros_like(logit)
-        hist = history.detach().to(logit.dtype)
+        logit = drive.detach().to("cpu", torch.float32).numpy().copy()
+        spikes = np.zeros_like(logit)
+        hist = history.detach().to("cpu", torch.float32).numpy()
         h, t_len = hist.shape[0], logit.shape[1]
-        below = torch.full((logit.shape[0], 1), -1.0, dtype=logit.dtype, device=logit.device)
-        for i in range(logit.shape[0]):
-            row = logit[i]
-            t = 0
+        for i in range(logit.shape[0]):  # numpy per row: a few small steps per spike
+            row, t, prev_below = logit[i], 0, True
             while t < t_len:
-                prev = row[t - 1: t_len - 1] if t > 0 else torch.cat([below[i], row[: t_len - 1]])
-                hits = ((row[t:] >= 0) & (prev < 0)).nonzero()
-                if hits.numel() == 0:
+                above = row[t:] >= 0
+                hits = above & np.concatenate(([prev_below], ~above[:-1]))
+                j = int(hits.argmax())
+                if not hits[j]:
                     break
-                u = t + int(hits[0, 0])
+                u = t + j
                 spikes[i, u] = 1.0
                 n = min(h, t_len - u - 1)
-                if n > 0:
-                    row[u + 1: u + 1 + n] += hist[:n]
-                t = u + 1
+                row[u + 1: u + 1 + n] += hist[:n]
+                t, prev_below = u + 1, False
+        logit = torch.from_numpy(logit).to(drive.device, drive.dtype)
+        spikes = torch.from_numpy(spikes).to(drive.device, drive.dtype)
     return logit, spikes
 
 
@@ -264,8 +264,9 @@ class SpikingSurrogate(LinearSurrogate):
     def calibrate_threshold(self, samples, grid=None, burn_in: int | None = None,
                             tolerance_bins: int = 2, batch: int = 8) -> dict:
         """Set ``spike_threshold`` to the value with the best free-running spike F1 (+-2
-        bins, evaluate's definition) on whole ``samples`` (validation data, never test);
-        ties go to the firing rate closest to the truth. The drive is computed once:
+        bins, evaluate's definition) on whole ``samples`` (validation data, never test)
+        among those firing within 10 % of the true rate (``calibrate.choose_threshold``).
+        The drive is computed once:
         the threshold only shifts it. Returns {threshold, f1, rate ratio, grid scores}."""
         from ..evaluate import spike_counts, spike_f1
 
@@ -291,11 +292,13 @@ class SpikingSurrogate(LinearSurrogate):
                 a, b, c = spike_counts(row, true, burn, tolerance_bins)
                 tp, fp, fn = tp + a, fp + b, fn + c
             scores[float(thr)] = (spike_f1(tp, fp, fn), (tp + fp) / max(n_true, 1))
-        ok = {t: v for t, v in scores.items() if not math.isnan(v[0])}
-        if not ok:
+        from ..calibrate import choose_threshold
+
+        best = choose_threshold(scores)
+        if best is None:
             self.spike_threshold.fill_(old)
             return {"threshold": old, "scores": scores}
-        best = max(ok, key=lambda t: (round(ok[t][0], 3), -abs(math.log(max(ok[t][1], 1e-6)))))
+        ok = scores
         self.spike_threshold.fill_(best)
         # add the spike waveforms to v only where that makes the free-running voltages and
         # currents better on validation data: spikes at wrong times add whole action
