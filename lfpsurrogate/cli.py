@@ -302,6 +302,9 @@ def build_parser() -> argparse.ArgumentParser:
         register_bench = None
     if register_bench is not None:
         register_bench(sub, common)
+    from .network.cli import add_parser as add_network  # `lfpsurrogate network run`
+
+    add_network(sub, common)
     for p in _subparsers(parser):
         p.formatter_class = HelpFormatter
     return parser

@@ -248,10 +248,21 @@ def _model_bin_ms(model: str, path: str) -> float:
     from ..modelfolder import resolve_model_path
 
     try:
-        resolve_model_path(model)
+        folder = resolve_model_path(model)
     except LfpsurrogateError as exc:
         raise InputError(f"{_where(path)} = {model!r}: {exc} Give a shipped model name or a "
                          "model folder.") from exc
+    import json
+
+    try:
+        arch = json.loads((folder / "model.json").read_text()).get("architecture")
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{_where(path)} = {model!r}: {folder} is not a model folder with a "
+                         f"readable model.json ({exc}); export one with lfpsurrogate export.") from exc
+    if arch != "spiking":
+        raise InputError(f"{_where(path)} = {model!r}: architecture {arch!r}; networks need a "
+                         "'spiking' surrogate (its spikes drive the other cells). Use l5_ttpc1 "
+                         "or a model trained with architecture: spiking.")
     return 1.0  # every model is trained on 1 ms bins (inputs.py, simulate.py)
 
 
