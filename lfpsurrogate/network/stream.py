@@ -109,8 +109,7 @@ class StreamingSpiking:
         if count.numel():
             y.index_add_(0, row, count[:, None] * self.kern_in[channel])
         g = (y.reshape(n, L, self.rows, self.nf) @ self.filt)          # (cell, L, rows, K)
-        full = torch.zeros(n, self.rows, L + self.k - 1, device=dev)
-        full[..., : self.k - 1] += self.acc
+        full = torch.cat([self.acc, torch.zeros(n, self.rows, L, device=dev)], -1)
         for t in range(L):
             full[..., t:t + self.k] += g[:, t]
         lin = full[..., :L] + self.bias_lin[None, :, None]
