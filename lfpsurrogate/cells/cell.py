@@ -219,7 +219,8 @@ class Cell:
             raise CellLoadError(
                 f"cell {self.name!r} is of kind {self.spec.kind!r}; several instances in one "
                 "process are supported for BBP template cells (kind 'bbp') only.")
-        with _hoc_stdout_silenced():
+        with _hoc_stdout_silenced(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*sections detected", category=UserWarning)
             cell = self._build_bbp(delete_sections=False)
         segments = [seg for sec in cell.allseclist for seg in sec]
         if len(segments) != self._geometry.n_segments:
