@@ -33,12 +33,14 @@ def _r(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(-1) / np.sqrt((a * a).sum(-1) * (b * b).sum(-1))
 
 
-def compare(duration_ms: float, burn_in_ms: float) -> dict:
+def compare(duration_ms: float, burn_in_ms: float, uncoupled: bool = False) -> dict:
     import lfpsurrogate as lfps
     from lfpsurrogate.network import EXAMPLE_SPEC
     from lfpsurrogate.network.stats import spike_stats
 
     net = lfps.Network(EXAMPLE_SPEC)
+    if uncoupled:  # the same cells and drives without connections: the single-cell floor
+        net = lfps.Network(dict(net.spec, connections=[]))
     out = {"spec": net.spec, "duration_ms": duration_ms, "burn_in_ms": burn_in_ms,
            "n_cells": net.n_cells, "n_connections": int(net.connectivity.n)}
     runs = {}
@@ -65,7 +67,8 @@ def compare(duration_ms: float, burn_in_ms: float) -> dict:
         out[label] = fig
     out["spikes_per_cell"] = {e: ds["spikes"].values.sum(1).tolist() for e, ds in runs.items()}
     for e, ds in runs.items():
-        ds.to_netcdf(OUT / f"network_compare_{e}.nc", engine="h5netcdf")
+        ds.to_netcdf(OUT / f"network_compare{'_uncoupled' if uncoupled else ''}_{e}.nc",
+                     engine="h5netcdf")
     return out
 
 
@@ -107,12 +110,15 @@ def main() -> None:
     ap.add_argument("--cells", type=int, nargs="+", default=[100, 1000, 10000])
     ap.add_argument("--in-degree", type=float, default=50.0)
     ap.add_argument("--signals", default="lfp,eeg,meg")
+    ap.add_argument("--uncoupled", action="store_true",
+                    help="compare: the example's cells and drives without its connections")
     args = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     signals = tuple(s for s in args.signals.split(",") if s)
     if args.part == "compare":
-        res = compare(args.duration_ms, args.burn_in_ms)
-        (OUT / "network_compare.json").write_text(json.dumps(res, indent=1, default=str))
+        res = compare(args.duration_ms, args.burn_in_ms, args.uncoupled)
+        name = "network_compare_uncoupled.json" if args.uncoupled else "network_compare.json"
+        (OUT / name).write_text(json.dumps(res, indent=1, default=str))
         print(json.dumps({k: v for k, v in res.items() if k != "spec"}, indent=1, default=str))
     elif args.part == "scale-one":
         print(json.dumps(scale_one(args.cells[0], args.duration_ms, args.in_degree, signals)))

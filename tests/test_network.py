@@ -18,7 +18,18 @@ def tiny_spiking(tmp_path_factory):
     offset raised so that it fires ~100 Hz under 15 Hz input, so spikes, history and waveforms are all exercised."""
     g = make_stick_geometry()
     return make_tiny_model_folder(g, tmp_path_factory.mktemp("net"), architecture="spiking",
-                                  name="spk", tweak=lambda m: m.b_spike.fill_(0.0))
+                                  name="spk", tweak=_tweak)
+
+
+def _tweak(m):
+    m.b_spike.fill_(0.0)
+    # the TCN heads start at zero: give them weights, so that the TCN state matters
+    torch.manual_seed(1)
+    m.head_z.weight.normal_(0.0, 0.3)
+    m.head_drive.weight.normal_(0.0, 1.0)
+    m.soma_gain.copy_(torch.tensor([0.5, 1.0]))  # the drive sees v_soma and its change
+    m.waveform.normal_(0.0, 0.5)  # spikes add waveforms to v (waveform_gain is 1)
+    m.history.mul_(0.2)  # weak refractoriness: the logit can stay above 0 for several bins
 
 
 def _spec(model, **over):
@@ -166,8 +177,17 @@ def test_seeding(tiny_spiking):
         np.testing.assert_array_equal(x, y)
     for x, y in zip(ev_a, ev_b):
         np.testing.assert_array_equal(x, y)
-    assert any(x.shape != y.shape or not np.array_equal(x, y) for x, y in zip(a, c))
-    assert any(x.shape != y.shape or not np.array_equal(x, y) for x, y in zip(ev_a, ev_c))
+    def differ(x, y):
+        return x.shape != y.shape or not np.array_equal(x, y)
+
+    # every stream depends on the seed: connectivity, placement, Poisson and evoked events
+    assert differ(a[1], c[1]) and differ(a[4], c[4]) and differ(a[5], c[5])
+    net5, net6 = draw(5)[0], draw(6)[0]
+    for kind in ("poisson", "evoked"):
+        e5, e6 = ({**net.spec, "external": [e for e in net.spec["external"] if e["type"] == kind]}
+                  for net in (net5, net6))
+        assert differ(ExternalDrives(e5, net5.populations, 300).all_events()[1],
+                      ExternalDrives(e6, net6.populations, 300).all_events()[1]), kind
     # events do not depend on how the run is chunked
     net = draw(5)[0]
     d = ExternalDrives(net.spec, net.populations, 300)
