@@ -20,6 +20,9 @@ import numpy as np
 from ..errors import InputError
 
 
+_CELLS: dict = {}  # detailed cells loaded by this engine, by name (a Cell rebuilds itself on demand)
+
+
 def run_neuron(net, n_bins: int, dt: float = 1 / 16, spike_threshold_mv: float = -20.0,
                progress: bool = False) -> dict:
     from neuron import h
@@ -37,7 +40,9 @@ def run_neuron(net, n_bins: int, dt: float = 1 / 16, spike_threshold_mv: float =
         raise InputError(f"the neuron engine runs one cell model per network (one mechanism "
                          f"set per process); this network has {sorted(models)}.")
     geom = pops[0].geometry
-    cell = load_cell(geom.name)
+    cell = _CELLS.get(geom.name)
+    if cell is None:  # loading a detailed cell takes ~10-30 s: once per process
+        cell = _CELLS[geom.name] = load_cell(geom.name)
     if cell.geometry.fingerprint != geom.fingerprint:
         raise InputError(f"model {pops[0].model!r} was trained for cell {geom.name!r} "
                          f"(fingerprint {geom.fingerprint}); load_cell({geom.name!r}) gives "
