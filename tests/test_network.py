@@ -334,17 +334,24 @@ def test_cli_network_run(tiny_spiking, tmp_path, capsys):
 # ---- NEURON engine ------------------------------------------------------------------------
 @pytest.mark.slow
 def test_neuron_engine_short_run(l5):
-    """Two detailed L5 cells in one NEURON process, A -> B with a strong short connection:
-    B's input holds A's spikes at the connection's delay."""
+    """Two detailed L5 cells in one NEURON process: A gets an evoked volley, B no external
+    input but a strong connection from A (2 ms): B fires only after A's spike has arrived."""
     import lfpsurrogate as lfps
+    from lfpsurrogate.network import engine_neuron
 
-    net = lfps.Network({"seed": 2, "populations": {"L5": {"model": "l5_ttpc1", "n": 2}},
-                        "external": [{"type": "evoked", "target": "L5", "time_ms": 5,
+    engine_neuron._CELLS.setdefault("l5_ttpc1", l5)  # the session's cell: no second load
+    net = lfps.Network({"seed": 2, "populations": {"A": {"model": "l5_ttpc1", "n": 1},
+                                                   "B": {"model": "l5_ttpc1", "n": 1}},
+                        "external": [{"type": "evoked", "target": "A", "time_ms": 5,
                                       "n_events": 400, "kind": "exc"}],
-                        "connections": [{"source": "L5", "target": "L5", "probability": 1.0,
-                                         "weight": 50, "delay_ms": 2, "regions": ["soma"]}]})
+                        "connections": [{"source": "A", "target": "B", "probability": 1.0,
+                                         "weight": 255, "delay_ms": 2, "regions": ["soma"]}]})
     res = net.run(40, engine="neuron", signals=("lfp", "eeg"))
     assert res.attrs["engine"] == "neuron" and res["spikes"].shape == (2, 40)
     assert res["lfp"].shape == (16, 40) and np.isfinite(res["lfp"].values).all()
     assert np.isfinite(res["eeg"].values).all() and float(np.abs(res["eeg"]).max()) > 0
-    assert int(res["spikes"].sum()) >= 2  # the volley makes both cells fire
+    spikes_a = np.flatnonzero(res["spikes"].values[0])
+    spikes_b = np.flatnonzero(res["spikes"].values[1])
+    assert spikes_a.size >= 1 and spikes_b.size >= 1, (spikes_a, spikes_b)
+    assert spikes_b[0] >= spikes_a[0] + 2, (spikes_a, spikes_b)  # after the delay, not before
+    assert spikes_b[0] <= spikes_a[0] + 8, (spikes_a, spikes_b)
