@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -33,7 +34,8 @@ def _r(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(-1) / np.sqrt((a * a).sum(-1) * (b * b).sum(-1))
 
 
-def compare(duration_ms: float, burn_in_ms: float, uncoupled: bool = False) -> dict:
+def compare(duration_ms: float, burn_in_ms: float, uncoupled: bool = False,
+            reuse_neuron: bool = False, tag: str = "") -> dict:
     import lfpsurrogate as lfps
     from lfpsurrogate.network import EXAMPLE_SPEC
     from lfpsurrogate.network.stats import spike_stats
@@ -44,7 +46,17 @@ def compare(duration_ms: float, burn_in_ms: float, uncoupled: bool = False) -> d
     out = {"spec": net.spec, "duration_ms": duration_ms, "burn_in_ms": burn_in_ms,
            "n_cells": net.n_cells, "n_connections": int(net.connectivity.n)}
     runs = {}
+    stem = f"network_compare{'_uncoupled' if uncoupled else ''}"
     for engine in ("surrogate", "neuron"):
+        saved = OUT / f"{stem}_neuron.nc"
+        if engine == "neuron" and reuse_neuron and saved.exists():
+            import xarray as xr  # the NEURON run does not depend on the surrogate model
+
+            runs[engine] = xr.load_dataset(saved, engine="h5netcdf")
+            prev = json.loads((OUT / f"{stem}.json").read_text())
+            out.update(neuron_wall_s=prev["neuron_wall_s"], neuron_loop_wall_s=prev["neuron_loop_wall_s"],
+                       neuron_from=saved.name)
+            continue
         t0 = time.perf_counter()
         runs[engine] = net.run(duration_ms, engine=engine, signals=("lfp", "dipole", "eeg"))
         out[f"{engine}_wall_s"] = round(time.perf_counter() - t0, 2)
@@ -66,9 +78,15 @@ def compare(duration_ms: float, burn_in_ms: float, uncoupled: bool = False) -> d
                    eeg_rms_ratio=float(s["eeg"].values[:, sl].std() / n["eeg"].values[:, sl].std()))
         out[label] = fig
     out["spikes_per_cell"] = {e: ds["spikes"].values.sum(1).tolist() for e, ds in runs.items()}
+    from lfpsurrogate.modelfolder import resolve_model_path
+
+    sidecar = json.loads((resolve_model_path("l5_ttpc1") / "model.json").read_text())
+    out["model"] = {"LFPSURROGATE_MODELS": os.environ.get("LFPSURROGATE_MODELS"),
+                    "spike_calibration_threshold": sidecar.get("spike_calibration", {}).get("threshold"),
+                    "spike_calibration_rate_ratio": sidecar.get("spike_calibration", {}).get("rate_ratio")}
     for e, ds in runs.items():
-        ds.to_netcdf(OUT / f"network_compare{'_uncoupled' if uncoupled else ''}_{e}.nc",
-                     engine="h5netcdf")
+        if not (e == "neuron" and "neuron_from" in out):
+            ds.to_netcdf(OUT / f"{stem}{tag}_{e}.nc", engine="h5netcdf")
     return out
 
 
@@ -112,12 +130,17 @@ def main() -> None:
     ap.add_argument("--signals", default="lfp,eeg,meg")
     ap.add_argument("--uncoupled", action="store_true",
                     help="compare: the example's cells and drives without its connections")
+    ap.add_argument("--reuse-neuron", action="store_true",
+                    help="compare: read the NEURON run saved by an earlier compare (it does "
+                         "not depend on the surrogate), e.g. to measure another model")
+    ap.add_argument("--tag", default="", help="suffix of the result file names")
     args = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     signals = tuple(s for s in args.signals.split(",") if s)
     if args.part == "compare":
-        res = compare(args.duration_ms, args.burn_in_ms, args.uncoupled)
-        name = "network_compare_uncoupled.json" if args.uncoupled else "network_compare.json"
+        res = compare(args.duration_ms, args.burn_in_ms, args.uncoupled, args.reuse_neuron,
+                      args.tag)
+        name = f"network_compare{'_uncoupled' if args.uncoupled else ''}{args.tag}.json"
         (OUT / name).write_text(json.dumps(res, indent=1, default=str))
         print(json.dumps({k: v for k, v in res.items() if k != "spec"}, indent=1, default=str))
     elif args.part == "scale-one":
