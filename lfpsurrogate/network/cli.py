@@ -23,8 +23,9 @@ def run_command(args) -> dict:
             "out": str(args.out)}
 
 
-def add_parser(subparsers, common=None) -> None:
-    """Add the ``network`` command (``network run``) to the main parser."""
+def add_parser(subparsers, common=None):
+    """Add the ``network`` command (``network run``) to the main parser; returns its parser.
+    ``common``: the main parser's helper adding ``--json`` (without it, added here)."""
     p = subparsers.add_parser("network", help="networks of surrogate cells driving each other")
     sub = p.add_subparsers(dest="network_command", required=True, metavar="ACTION")
     r = sub.add_parser("run", help="run a network spec (YAML) in the surrogate or NEURON engine")
@@ -43,3 +44,4 @@ def add_parser(subparsers, common=None) -> None:
     else:
         r.add_argument("--json", action="store_true", help="print one JSON object")
     r.set_defaults(func=run_command)
+    return p
