@@ -17,7 +17,7 @@ from .inputs import poisson_inputs  # noqa: F401
 from .simulate import simulate  # noqa: F401
 
 
-_LAZY = ("load_probe", "predict_lfp", "load_model", "forward_model", "to_mne")
+_LAZY = ("load_probe", "predict_lfp", "load_model", "forward_model", "to_mne", "Network")
 
 
 def __dir__():  # the lazy names too, so that tab completion finds them
@@ -37,6 +37,10 @@ def __getattr__(name):  # lazy: keeps `import lfpsurrogate` light
         from .mne_export import to_mne
 
         return to_mne
+    if name == "Network":
+        from .network import Network
+
+        return Network
     if name == "forward_model":
         from .forward import forward_model
 

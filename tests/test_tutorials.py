@@ -30,6 +30,7 @@ EXPECTED = {
     "03_surrogate_vs_neuron.ipynb",
     "04_train_your_own_cell.ipynb",
     "05_your_own_probe.ipynb",
+    "06_network.ipynb",
 }
 # What each notebook claims, checked in its own kernel after it ran (names are its variables).
 CLAIMS = {
@@ -91,6 +92,16 @@ assert np.allclose(np.linalg.norm(meg5.positions, axis=1), 110000, rtol=1e-5)
 assert eeg5.head.radii == (79000.0, 80000.0, 85000.0, 90000.0)
 assert ds["lfp"].shape == (16, 300) and ds["eeg"].shape == (5, 300)
 assert ds["meg"].shape[0] == 5 and ds["meg"].shape[-1] == 300
+""",
+    "06_network.ipynb": """
+import numpy as np
+assert net.n_cells == 12 and again.spec == net.spec
+assert res["spikes"].shape == (12, 300) and res["lfp"].shape == (16, 300)
+assert res["eeg"].attrs["units"] == "mV" and res["meg"].dims == ("sensor", "axis", "time")
+assert int(res["spikes"].sum()) > 0
+assert evoked_peak > background, (evoked_peak, background)      # the volley shows in p_z
+assert net.connectivity.n != other.connectivity.n or not np.array_equal(
+    net.connectivity.target, other.connectivity.target)
 """,
 }
 # wall-clock budget of one whole notebook (s); the notebooks aim at < 60 s on 2 cores

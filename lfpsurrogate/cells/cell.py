@@ -111,6 +111,26 @@ def _rotation_to_z(u: np.ndarray) -> np.ndarray:
     return np.eye(3) + s * kx + (1 - c) * (kx @ kx)
 
 
+def make_synapses(segments: list, input_segments, params: dict) -> tuple[list, list]:
+    """(excitatory, inhibitory) point processes, one of each on every input segment: our
+    AmpaNmda and NEURON's Exp2Syn with the cell's synapse parameters."""
+    from neuron import h
+
+    p = params
+    exc, inh = [], []
+    for idx in input_segments:
+        seg = segments[idx]
+        e = h.AmpaNmda(seg)
+        e.tau_r_ampa, e.tau_d_ampa = p["exc_tau_r_ampa"], p["exc_tau_d_ampa"]
+        e.tau_r_nmda, e.tau_d_nmda = p["exc_tau_r_nmda"], p["exc_tau_d_nmda"]
+        e.e, e.mg, e.nmda_ratio = p["exc_e"], p["mg_mM"], p["nmda_ratio"]
+        i = h.Exp2Syn(seg)
+        i.tau1, i.tau2, i.e = p["inh_tau_r"], p["inh_tau_d"], p["inh_e"]
+        exc.append(e)
+        inh.append(i)
+    return exc, inh
+
+
 class Cell:
     """A detailed neuron model ready to simulate.
 
@@ -186,22 +206,27 @@ class Cell:
         """(excitatory, inhibitory) point processes, one per input segment, created once."""
         self.ensure_live()
         if self._synapses is None:
-            from neuron import h
-
-            p = self.synapse_params
-            exc, inh = [], []
-            for idx in self._geometry.input_segments:
-                seg = self._segments[idx]
-                e = h.AmpaNmda(seg)
-                e.tau_r_ampa, e.tau_d_ampa = p["exc_tau_r_ampa"], p["exc_tau_d_ampa"]
-                e.tau_r_nmda, e.tau_d_nmda = p["exc_tau_r_nmda"], p["exc_tau_d_nmda"]
-                e.e, e.mg, e.nmda_ratio = p["exc_e"], p["mg_mM"], p["nmda_ratio"]
-                i = h.Exp2Syn(seg)
-                i.tau1, i.tau2, i.e = p["inh_tau_r"], p["inh_tau_d"], p["inh_e"]
-                exc.append(e)
-                inh.append(i)
-            self._synapses = (exc, inh)
+            self._synapses = make_synapses(self._segments, self._geometry.input_segments,
+                                           self.synapse_params)
         return self._synapses
+
+    def extra_instance(self) -> tuple[object, list]:
+        """Another NEURON instance of this cell beside the live one (for networks of
+        detailed cells in one process): (LFPy cell, segments in CellGeometry order). Only
+        BBP template cells, whose templates build each instance's own sections."""
+        self.ensure_live()
+        if self.spec.kind != "bbp":
+            raise CellLoadError(
+                f"cell {self.name!r} is of kind {self.spec.kind!r}; several instances in one "
+                "process are supported for BBP template cells (kind 'bbp') only.")
+        with _hoc_stdout_silenced(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*sections detected", category=UserWarning)
+            cell = self._build_bbp(delete_sections=False)
+        segments = [seg for sec in cell.allseclist for seg in sec]
+        if len(segments) != self._geometry.n_segments:
+            raise CellLoadError(f"another instance of {self.name!r} has {len(segments)} "
+                                f"segments, the cell {self._geometry.n_segments}.")
+        return cell, segments
 
     # ---- building -----------------------------------------------------------------
     def _build(self) -> None:
@@ -262,7 +287,7 @@ class Cell:
                     all_loaded = False
         return all_loaded
 
-    def _build_bbp(self):
+    def _build_bbp(self, delete_sections: bool = True):
         import LFPy
         from neuron import h
 
@@ -276,7 +301,7 @@ class Cell:
                 templatefile=str(stage / "template.hoc"),
                 templatename=self.spec.template_name,
                 templateargs=self.spec.template_args,
-                delete_sections=True,
+                delete_sections=delete_sections,
                 **self._lfpy_kwargs(),
             )
         for f in hoc_files:

@@ -28,6 +28,7 @@ COMMANDS = (
     ".export",
     ".evaluate",
     ".bench",
+    "..network.cli",
 )
 
 

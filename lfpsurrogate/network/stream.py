@@ -1,0 +1,160 @@
+"""The spiking surrogate (``nn.spiking``) in streaming form: chunk by chunk, with each
+cell's state carried across chunks, batched over all cells of one model.
+
+Why a streaming form: in a network a cell's input at bin t holds the spikes other cells
+fired at t - delay, so no cell's input is known in advance beyond the shortest delay. Every
+pathway of the model has finite memory, so the state is small and the form exact:
+
+* linear pathway (latents z, spike score, the soma's local term): a causal FIR of the
+  inputs with the K-bin basis phi_f. An input count c at bin t adds
+  ``c * Wc[channel]`` (rows x F) to Y(t); the output is sum_f phi_f * Y_f. Y(t) is
+  pushed through the basis into a **future accumulator** of K - 1 bins (the part of the
+  response that falls after the chunk). The channel means of the normalisation enter as a
+  constant Y at every bin t >= 0, exactly as the one-pass zero-padded filter does.
+* TCN residual: the 1x1 input projection is evaluated from the events; each causal conv
+  keeps the last (kernel - 1) x dilation bins of its input as a **buffer** (zeros before
+  t = 0: the one-pass padding).
+* spike generator: logit(t) = drive(t) + sum_k h_k s(t - k); the history still owed to the
+  next H bins is a **history accumulator**, and the last logit is kept for the upward
+  crossing rule of ``free_run`` (the bin before t = 0 counts as below).
+* drive's voltage derivative: the last subthreshold soma voltage.
+
+So a chunk costs the same whatever the run's length, and chunked output equals the
+one-pass output (``SpikingSurrogate.forward``) up to float rounding (tested for several
+chunk sizes).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+class StreamingSpiking:
+    """Streaming state of ``n_cells`` copies of one ``SpikingSurrogate``.
+
+    ``step(cell, channel, time, count, n_bins)`` advances every cell by ``n_bins`` bins
+    given that chunk's input events (``time`` relative to the chunk start) and returns
+    {``z`` (cell, rank, bins) latents, ``spikes`` (cell, bins) 0/1, ``logit`` (cell, bins)}.
+    """
+
+    def __init__(self, model, n_cells: int) -> None:
+        from ..nn.spiking import SpikingSurrogate
+
+        if not isinstance(model, SpikingSurrogate):
+            raise TypeError(f"networks need a spiking surrogate; got architecture "
+                            f"{getattr(model, 'architecture', type(model).__name__)!r}.")
+        self.model = model
+        self.n = int(n_cells)
+        m = model
+        dev = m.filters.device
+        self.device = dev
+        with torch.no_grad():
+            c = m.n_channels
+            n_in = c // 2
+            filt = m.filters.float()                                   # (F, K)
+            nf, k = filt.shape
+            rank = m.rank
+            p = m.proj.shape[1]
+            w = torch.cat([m.w_latent.reshape(rank, p, nf), m.w_spike.reshape(1, p, nf)], 0)
+            wc = torch.einsum("cp,rpf->crf", m.proj, w)                # (C, rank+1, F)
+            loc = torch.zeros(c, 1, nf, device=dev)
+            slot = int(m.soma_input_slot)
+            if slot >= 0:
+                a = m.w_local.reshape(n_in, 2, nf)
+                loc[slot, 0] = a[slot, 0]
+                loc[n_in + slot, 0] = a[slot, 1]
+            wc = torch.cat([wc, loc], 1) * m.in_scale[:, None, None]   # (C, rows, F)
+            self.rows = rank + 2
+            self.kern_in = wc.reshape(c, -1).contiguous()
+            self.y_mean = -(m.in_mean[:, None] * self.kern_in).sum(0)  # (rows*F,)
+            self.bias_lin = torch.cat([m.b_latent, m.b_spike.reshape(1),
+                                       torch.zeros(1, device=dev)])
+            self.filt = filt
+            self.nf, self.k = nf, k
+            self.rank = rank
+            trunk = m.trunk
+            if trunk.proj is not None:
+                wp = trunk.proj.weight[:, :, 0] * m.in_scale[None]      # (P', C)
+                self.proj_in = wp.T.contiguous()
+                self.proj_const = trunk.proj.bias - wp @ m.in_mean
+            else:
+                self.proj_in = None
+            kk = int(m.soma_segment)
+            self.soma_basis = m.basis[kk].clone()
+            self.soma_bias = float(m.b_segment[kk])
+            self.has_soma_local = slot >= 0
+            self.soma_gain = m.soma_gain.detach().clone()
+            self.threshold = float(m.spike_threshold)
+            self.history = m.history.detach().float().clone()
+        self.convs = [trunk.first] + list(trunk.blocks)
+        width_in = trunk.first.in_channels
+        self.acc = torch.zeros(self.n, self.rows, k - 1, device=dev)
+        self.buffers = [torch.zeros(self.n, width_in, trunk.first.left_pad, device=dev)]
+        self.buffers += [torch.zeros(self.n, b.in_channels, b.left_pad, device=dev)
+                         for b in trunk.blocks]
+        self.prev_vsub = torch.zeros(self.n, device=dev)
+        self.prev_logit = torch.full((self.n,), -1.0, device=dev)
+        self.hacc = torch.zeros(self.n, self.history.shape[0], device=dev)
+        self.t = 0
+
+    @torch.no_grad()
+    def step(self, cell: torch.Tensor, channel: torch.Tensor, time: torch.Tensor,
+             count: torch.Tensor, n_bins: int) -> dict[str, torch.Tensor]:
+        n, L, dev = self.n, int(n_bins), self.device
+        cell, channel, time = cell.to(dev), channel.to(dev), time.to(dev)
+        count = count.to(dev, torch.float32)
+        row = cell * L + time
+        # linear pathway: Y (cell, bin, rows*F) -> through the basis -> future accumulator
+        y = self.y_mean.expand(n * L, -1).clone()
+        if count.numel():
+            y.index_add_(0, row, count[:, None] * self.kern_in[channel])
+        g = (y.reshape(n, L, self.rows, self.nf) @ self.filt)          # (cell, L, rows, K)
+        full = torch.cat([self.acc, torch.zeros(n, self.rows, L, device=dev)], -1)
+        for t in range(L):
+            full[..., t:t + self.k] += g[:, t]
+        lin = full[..., :L] + self.bias_lin[None, :, None]
+        self.acc = full[..., L:].clone()
+        # TCN residual: input projection from the events, convs with their buffers
+        if self.proj_in is not None:
+            xp = self.proj_const.expand(n * L, -1).clone()
+            if count.numel():
+                xp.index_add_(0, row, count[:, None] * self.proj_in[channel])
+            x = xp.reshape(n, L, -1).transpose(1, 2)
+        else:
+            m = self.model
+            x = torch.zeros(n * L, m.n_channels, device=dev)
+            if count.numel():
+                x.index_put_((row, channel), count, accumulate=True)
+            x = (x - m.in_mean) * m.in_scale
+            x = x.reshape(n, L, -1).transpose(1, 2)
+        h = None
+        for i, conv in enumerate(self.convs):
+            inp = torch.cat([self.buffers[i], x if i == 0 else h], -1)
+            if conv.left_pad:
+                self.buffers[i] = inp[..., -conv.left_pad:].clone()
+            out = F.gelu(F.conv1d(inp, conv.weight, conv.bias, dilation=conv.dilation))
+            h = out if i == 0 else h + out
+        m = self.model
+        z = lin[:, : self.rank] + F.conv1d(h, m.head_z.weight, m.head_z.bias)
+        vsub = torch.einsum("r,nrt->nt", self.soma_basis, z) + self.soma_bias
+        if self.has_soma_local:
+            vsub = vsub + lin[:, self.rank + 1]
+        dv = vsub - torch.cat([self.prev_vsub[:, None], vsub[:, :-1]], 1)
+        self.prev_vsub = vsub[:, -1].clone()
+        drive = (self.soma_gain[0] * vsub + self.soma_gain[1] * dv + lin[:, self.rank]
+                 + F.conv1d(h, m.head_drive.weight, m.head_drive.bias)[:, 0] - self.threshold)
+        # spike generator, bin by bin over all cells at once
+        logit = torch.empty(n, L, device=dev)
+        spikes = torch.zeros(n, L, device=dev)
+        hist = self.history
+        for t in range(L):
+            lt = drive[:, t] + self.hacc[:, 0]
+            s = (lt >= 0) & (self.prev_logit < 0)
+            logit[:, t] = lt
+            spikes[:, t] = s.float()
+            self.prev_logit = lt
+            self.hacc = torch.cat([self.hacc[:, 1:], torch.zeros(n, 1, device=dev)], 1)
+            if bool(s.any()):
+                self.hacc[s] += hist[None]
+        self.t += L
+        return {"z": z, "spikes": spikes, "logit": logit}
