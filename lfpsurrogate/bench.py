@@ -75,7 +75,7 @@ from .errors import LfpsurrogateError
 SIGNALS = ("lfp", "eeg", "meg")
 PROBES = {"lfp": "laminar-16", "eeg": "eeg-10-20", "meg": "meg-radial"}
 TARGET_SINGLE = 1000.0
-TARGET_POPULATION = 10000.0
+TARGET_POPULATION = 1000.0
 TARGET_GPU = {"cells": 10000, "duration_ms": 1000.0, "wall_s": 1.0}
 
 QUICK = {"single_ms": 1000.0, "pop_cells": 10, "pop_ms": 500.0, "neuron_cells": 2,
@@ -829,13 +829,16 @@ def render_results(result: dict, figure: str | None = "figures/scaling.png",
         f"({m.get('usable_cores', '?')} usable), {m.get('memory_gb', '?')} GB; load average at "
         f"start {m.get('load_average_at_start')}; device `{result.get('device')}`"
         f"{' (' + m['gpu'] + ')' if m.get('gpu') else ''}; torch threads "
-        f"{result.get('torch_threads')}, NEURON 1 thread (dt {_fmt(result.get('neuron_dt_ms'))} ms); "
+        f"{result.get('torch_threads')}, NEURON 1 thread per process (dt "
+        f"{_fmt(result.get('neuron_dt_ms'))} ms; (a) 1 process, (b) "
+        f"{_fmt((result.get('cores') or {}).get('neuron_processes_population', 1))} parallel "
+        "processes, as many as the surrogate's cores); "
         f"versions {', '.join(f'{k} {v}' for k, v in (m.get('versions') or {}).items())}.",
         "",
         "| run | NEURON simulate (s) | forward on NEURON currents (s) | surrogate warm (s) | "
-        "surrogate first call (s) | speed-up | NEURON cell-s/s | surrogate cell-s/s | "
-        "surrogate peak RSS increase (MB) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "surrogate first call (s) | speed-up | from events: warm (s) | speed-up | "
+        "NEURON cell-s/s | surrogate cell-s/s | surrogate peak RSS increase (MB) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, run, note in (("(a) 1 cell", s, ""),
                             (f"(b) {p['cells']} cells", p,
@@ -845,6 +848,7 @@ def render_results(result: dict, figure: str | None = "figures/scaling.png",
             f"| {name} × {dur} s | {_fmt(run['neuron_simulate_s'])}{note} | "
             f"{_fmt(run['neuron_forward_s'])} | {_fmt(run['surrogate_wall_s'])} | "
             f"{_fmt(run['surrogate_first_call_s'])} | **{_fmt(run['speedup'])}** | "
+            f"{_fmt(run.get('surrogate_events_wall_s'))} | **{_fmt(run.get('speedup_events'))}** | "
             f"{_fmt(run['neuron_cell_seconds_per_second'])} | "
             f"{_fmt(run['surrogate_cell_seconds_per_second'])} | "
             f"{_fmt((run.get('surrogate_memory') or {}).get('rss_increase_mb'))} |")
