@@ -1,8 +1,10 @@
 """Mutation testing, one module at a time, with only the tests that concern it.
 
     python benchmarks/mutation.py simulate            # one module (names in MODULES)
-    python benchmarks/mutation.py simulate probes --limit 40 --out benchmarks/results/mutation.json
+    python benchmarks/mutation.py predict --sample 30 --out results.jsonl --resume
+    python benchmarks/mutation.py predict --sites 12,40 # rerun two mutants (numbers as listed)
     nice -n 19 python benchmarks/mutation.py --all     # every module; hours on 2 cores
+    python benchmarks/mutation.py --list predict      # number every mutant, run nothing
 
 Why our own runner and not mutmut: mutmut 3 copies the whole project into ``mutants/``,
 rewrites every function of every module into a trampoline, and selects tests globally
@@ -27,12 +29,22 @@ never touched. A mutant is *killed* when the tests fail or run past ``--timeout`
 10 x the unmutated run, at least 60 s), *survived* when they pass. Score = killed / mutants
 run. Survivors are listed with their line and change; judge each: a test that kills it, or
 the reason it is equivalent (in ``docs/reliability.md``).
+
+Mutants are numbered 0 .. T-1 in syntax-tree order (``--list`` prints them). ``--sample N``
+runs N of them spread evenly over the module (numbers ``floor((2k + 1) T / 2N)``, the same on
+every run), in an order that covers the module evenly at every step (a run stopped early is
+still an even sample); ``--limit N`` the first N; ``--sites`` the ones named. With ``--out`` every mutant's
+result is appended as one JSON line as soon as it is known (``"kind": "mutant"``, with the
+module's sha256 so rows of another version of the code are never mixed in) and a summary line
+per module at the end (``"kind": "module"``); ``--resume`` skips the mutants whose result the
+file already holds for the same code, so a stopped run continues where it was.
 """
 from __future__ import annotations
 
 import argparse
 import ast
 import copy
+import hashlib
 import json
 import os
 import shutil
@@ -49,11 +61,13 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     "simulate": ("lfpsurrogate/simulate.py",
                  ["tests/test_simulate.py", "-k", "independent or threshold or bin_start or refused "
                   "or divide"]),
-    "probes": ("lfpsurrogate/probes.py", ["tests/test_probes.py"]),
+    "probes": ("lfpsurrogate/probes.py", ["tests/test_probes.py", "-k", "not meautility_builtin"]),
     "inputs": ("lfpsurrogate/inputs.py", ["tests/test_inputs.py"]),
     "geometry": ("lfpsurrogate/geometry.py", ["tests/test_geometry.py"]),
-    "forward": ("lfpsurrogate/forward.py", ["tests/test_forward.py"]),
-    "predict": ("lfpsurrogate/predict.py", ["tests/test_predict.py"]),
+    "forward": ("lfpsurrogate/forward.py", ["tests/test_forward.py", "-k",
+                                            "not no_neuron_import and not l5"]),
+    "predict": ("lfpsurrogate/predict.py", ["tests/test_predict.py", "-k",
+                                            "not neuron_cannot_be_imported"]),
     "store": ("lfpsurrogate/data/store.py", ["tests/test_dataset.py"]),
     "evaluate": ("lfpsurrogate/evaluate.py", ["tests/test_evaluate.py"]),
 }
@@ -147,39 +161,111 @@ def _run_tests(work: Path, args: list[str], timeout: float) -> tuple[str, float]
     return ("passed" if proc.returncode == 0 else "failed"), time.monotonic() - t0
 
 
+def pick(total: int, limit: int | None = None, sample: int | None = None,
+         sites: list[int] | None = None) -> list[int]:
+    """Mutant numbers to run, out of ``total``: named ones, an even spread, or the first ones."""
+    if sites is not None:
+        bad = [k for k in sites if not 0 <= k < total]
+        if bad:
+            raise SystemExit(f"mutant numbers {bad} are outside 0..{total - 1}")
+        return sorted(set(sites))
+    if sample is not None and sample < total:
+        return sorted({(2 * k + 1) * total // (2 * sample) for k in range(sample)})
+    return list(range(total if limit is None else min(limit, total)))
+
+
+def spread_order(n: int) -> list[int]:
+    """0..n-1 in bit-reversed (van der Corput) order, so that a run stopped early has still
+    covered the whole module evenly: 0, n/2, n/4, 3n/4, ..."""
+    bits = max(1, (n - 1).bit_length())
+    keys = {i: int(format(i, f"0{bits}b")[::-1], 2) for i in range(n)}
+    return sorted(range(n), key=keys.__getitem__)
+
+
+def _done_rows(out: Path | None, name: str, digest: str) -> dict[int, dict]:
+    """Mutant results already in ``out`` for this module at this version of its code."""
+    rows: dict[int, dict] = {}
+    if out is None or not out.exists():
+        return rows
+    for text in out.read_text().splitlines():
+        try:
+            row = json.loads(text)
+        except json.JSONDecodeError:
+            continue  # a line cut short by a kill
+        if (isinstance(row, dict) and row.get("kind") == "mutant" and row.get("module") == name
+                and row.get("sha256") == digest):
+            rows[row["site"]] = row
+    return rows
+
+
+def _append(out: Path | None, row: dict) -> None:
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with open(out, "a") as fh:
+            fh.write(json.dumps(row) + "\n")
+
+
 def run_module(name: str, work: Path, limit: int | None, timeout: float | None,
-               log=print) -> dict:
+               log=print, sample: int | None = None, sites: list[int] | None = None,
+               out: Path | None = None, resume: bool = False, baseline: bool = True) -> dict:
     rel, args = MODULES[name]
     target = work / rel
     original = target.read_text()
+    digest = hashlib.sha256(original.encode()).hexdigest()
     tree = ast.parse(original)
-    sites = _sites(tree)
-    if limit is not None:
-        sites = sites[:limit]
-    status, base_s = _run_tests(work, args, timeout=3600)
-    if status != "passed":
-        raise SystemExit(f"{name}: the tests fail on the unmutated code; fix them first.")
-    per = timeout or max(60.0, 10 * base_s)
-    log(f"{name}: {len(sites)} mutants, unmutated tests {base_s:.0f} s, timeout {per:.0f} s")
+    all_sites = _sites(tree)
+    chosen = pick(len(all_sites), limit, sample, sites)
+    done = _done_rows(out, name, digest) if resume else {}
+    todo = [chosen[i] for i in spread_order(len(chosen)) if chosen[i] not in done]
     nodes = list(ast.walk(tree))
-    rows = []
+    rows = [done[k] for k in chosen if k in done]
+    if todo and baseline:
+        status, base_s = _run_tests(work, args, timeout=3600)
+        if status != "passed":
+            raise SystemExit(f"{name}: the tests fail on the unmutated code; fix them first.")
+        per = timeout or max(60.0, 10 * base_s)
+    elif todo:
+        if timeout is None:
+            raise SystemExit("without the unmutated run, give --timeout")
+        base_s, per = float("nan"), timeout
+        log(f"{name}: {len(chosen)} of {len(all_sites)} mutants ({len(rows)} already done), "
+            f"unmutated tests {base_s:.0f} s, timeout {per:.0f} s")
     try:
-        for k, (index, what) in enumerate(sites):
+        for n, k in enumerate(todo):
+            index, what = all_sites[k]
             target.write_text(ast.unparse(_mutate(tree, index)))
             result, secs = _run_tests(work, args, per)
             line = getattr(nodes[index], "lineno", 0)
-            killed = result != "passed"
-            rows.append({"line": line, "mutation": what, "result": result, "seconds": round(secs, 1)})
-            log(f"  [{k + 1}/{len(sites)}] line {line}: {what}: "
-                f"{'killed' if killed else 'SURVIVED'} ({result}, {secs:.0f} s)")
+            row = {"kind": "mutant", "module": name, "sha256": digest, "site": k, "line": line,
+                   "mutation": what, "result": result, "seconds": round(secs, 1)}
+            rows.append(row)
+            _append(out, row)
+            log(f"  [{n + 1}/{len(todo)}] #{k} line {line}: {what}: "
+                f"{'killed' if result != 'passed' else 'SURVIVED'} ({result}, {secs:.0f} s)")
     finally:
         target.write_text(original)
+    rows.sort(key=lambda r: r["site"])
     n_killed = sum(r["result"] != "passed" for r in rows)
     score = 100.0 * n_killed / max(len(rows), 1)
-    log(f"mutation score: {name} {score:.0f} % ({n_killed} of {len(rows)} killed)")
-    return {"module": name, "file": rel, "tests": args, "mutants": len(rows),
-            "killed": n_killed, "score_percent": round(score, 1),
-            "survivors": [r for r in rows if r["result"] == "passed"], "all": rows}
+    of = "" if len(rows) == len(all_sites) else f" sampled mutants of {len(all_sites)}"
+    log(f"mutation score: {name} {score:.0f} % ({n_killed} of {len(rows)} killed{of})")
+    for r in rows:
+        if r["result"] == "passed":
+            log(f"  survivor #{r['site']} line {r['line']}: {r['mutation']}")
+    res = {"kind": "module", "module": name, "file": rel, "tests": args, "sha256": digest,
+           "total": len(all_sites), "mutants": len(rows), "killed": n_killed,
+           "score_percent": round(score, 1),
+           "survivors": [r for r in rows if r["result"] == "passed"], "all": rows}
+    _append(out, res)
+    return res
+
+
+def list_mutants(name: str) -> None:
+    rel, _ = MODULES[name]
+    tree = ast.parse((ROOT / rel).read_text())
+    nodes = list(ast.walk(tree))
+    for k, (index, what) in enumerate(_sites(tree)):
+        print(f"{name} #{k} line {getattr(nodes[index], 'lineno', 0)}: {what}")
 
 
 def main(argv=None) -> int:
@@ -187,18 +273,33 @@ def main(argv=None) -> int:
     ap.add_argument("modules", nargs="*", help=f"any of {', '.join(MODULES)}")
     ap.add_argument("--all", action="store_true", help="every module in MODULES")
     ap.add_argument("--limit", type=int, help="at most this many mutants per module (the first ones)")
+    ap.add_argument("--sample", type=int, help="this many mutants per module, spread evenly")
+    ap.add_argument("--sites", help="comma-separated mutant numbers (see --list) to run")
+    ap.add_argument("--list", action="store_true", help="number the mutants, run nothing")
+    ap.add_argument("--no-baseline", action="store_true",
+                    help="skip the unmutated run (it must pass: check it once); needs --timeout")
+    ap.add_argument("--resume", action="store_true",
+                    help="skip mutants whose result --out already holds for the same code")
     ap.add_argument("--timeout", type=float, help="seconds per mutant (default 10 x unmutated, >= 60)")
     ap.add_argument("--work", type=Path, help="scratch copy of the repository (default: temporary)")
-    ap.add_argument("--out", type=Path, help="append the results (JSON lines) to this file")
+    ap.add_argument("--out", type=Path, help="append the results (JSON lines) to this file, "
+                    "one line per mutant as it finishes and one per module")
     a = ap.parse_args(argv)
     names = list(MODULES) if a.all else a.modules
     if not names or set(names) - set(MODULES):
         ap.error(f"name modules among {', '.join(MODULES)}, or pass --all")
+    if a.list:
+        for name in names:
+            list_mutants(name)
+        return 0
+    if a.resume and not a.out:
+        ap.error("--resume needs --out")
+    sites = [int(x) for x in a.sites.split(",") if x.strip()] if a.sites else None
     work = a.work or Path(tempfile.mkdtemp(prefix="lfps-mutation-"))
-    if not (work / "lfpsurrogate").is_dir():
-        shutil.copytree(ROOT, work, dirs_exist_ok=True,
-                        ignore=shutil.ignore_patterns(".venv", ".git", "*.pyc", "__pycache__",
-                                                      "mutants", ".pytest_cache"))
+    # (re)copy every time, so a reused --work runs the current code and tests
+    shutil.copytree(ROOT, work, dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns(".venv", ".git", "*.pyc", "__pycache__",
+                                                  "mutants", ".pytest_cache"))
     env = dict(os.environ, PYTHONPATH=str(work))
     where = subprocess.run([sys.executable, "-c", "import lfpsurrogate; print(lfpsurrogate.__file__)"],
                            env=env, cwd=work, capture_output=True, text=True).stdout.strip()
@@ -206,11 +307,8 @@ def main(argv=None) -> int:
         raise SystemExit(f"the tests would import lfpsurrogate from {where!r}, not from the "
                          f"mutated copy in {work}")
     for name in names:
-        res = run_module(name, work, a.limit, a.timeout)
-        if a.out:
-            a.out.parent.mkdir(parents=True, exist_ok=True)
-            with open(a.out, "a") as fh:
-                fh.write(json.dumps(res) + "\n")
+        run_module(name, work, a.limit, a.timeout, sample=a.sample, sites=sites, out=a.out,
+                   resume=a.resume, baseline=not a.no_baseline)
     return 0
 
 
