@@ -35,7 +35,7 @@ runs N of them spread evenly over the module (numbers ``floor((2k + 1) T / 2N)``
 every run), in an order that covers the module evenly at every step (a run stopped early is
 still an even sample); ``--limit N`` the first N; ``--sites`` the ones named. With ``--out`` every mutant's
 result is appended as one JSON line as soon as it is known (``"kind": "mutant"``, with the
-module's sha256 so rows of another version of the code are never mixed in) and a summary line
+module's sha256 and the tests run, so rows of other code or tests are never mixed in) and a summary line
 per module at the end (``"kind": "module"``); ``--resume`` skips the mutants whose result the
 file already holds for the same code, so a stopped run continues where it was.
 """
@@ -47,6 +47,7 @@ import copy
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -182,7 +183,7 @@ def spread_order(n: int) -> list[int]:
     return sorted(range(n), key=keys.__getitem__)
 
 
-def _done_rows(out: Path | None, name: str, digest: str) -> dict[int, dict]:
+def _done_rows(out: Path | None, name: str, digest: str, args: list[str]) -> dict[int, dict]:
     """Mutant results already in ``out`` for this module at this version of its code."""
     rows: dict[int, dict] = {}
     if out is None or not out.exists():
@@ -193,7 +194,7 @@ def _done_rows(out: Path | None, name: str, digest: str) -> dict[int, dict]:
         except json.JSONDecodeError:
             continue  # a line cut short by a kill
         if (isinstance(row, dict) and row.get("kind") == "mutant" and row.get("module") == name
-                and row.get("sha256") == digest):
+                and row.get("sha256") == digest and row.get("tests", args) == args):
             rows[row["site"]] = row
     return rows
 
@@ -207,15 +208,17 @@ def _append(out: Path | None, row: dict) -> None:
 
 def run_module(name: str, work: Path, limit: int | None, timeout: float | None,
                log=print, sample: int | None = None, sites: list[int] | None = None,
-               out: Path | None = None, resume: bool = False, baseline: bool = True) -> dict:
+               out: Path | None = None, resume: bool = False, baseline: bool = True,
+               tests: list[str] | None = None) -> dict:
     rel, args = MODULES[name]
+    args = tests or args
     target = work / rel
     original = target.read_text()
     digest = hashlib.sha256(original.encode()).hexdigest()
     tree = ast.parse(original)
     all_sites = _sites(tree)
     chosen = pick(len(all_sites), limit, sample, sites)
-    done = _done_rows(out, name, digest) if resume else {}
+    done = _done_rows(out, name, digest, args) if resume else {}
     todo = [chosen[i] for i in spread_order(len(chosen)) if chosen[i] not in done]
     nodes = list(ast.walk(tree))
     rows = [done[k] for k in chosen if k in done]
@@ -237,7 +240,8 @@ def run_module(name: str, work: Path, limit: int | None, timeout: float | None,
             result, secs = _run_tests(work, args, per)
             line = getattr(nodes[index], "lineno", 0)
             row = {"kind": "mutant", "module": name, "sha256": digest, "site": k, "line": line,
-                   "mutation": what, "result": result, "seconds": round(secs, 1)}
+                   "mutation": what, "result": result, "seconds": round(secs, 1),
+                   "tests": args}
             rows.append(row)
             _append(out, row)
             log(f"  [{n + 1}/{len(todo)}] #{k} line {line}: {what}: "
@@ -276,6 +280,8 @@ def main(argv=None) -> int:
     ap.add_argument("--sample", type=int, help="this many mutants per module, spread evenly")
     ap.add_argument("--sites", help="comma-separated mutant numbers (see --list) to run")
     ap.add_argument("--list", action="store_true", help="number the mutants, run nothing")
+    ap.add_argument("--tests", help="pytest arguments to use instead of the module's selection "
+                    "(quoted, e.g. to confirm with --sites that new tests kill survivors)")
     ap.add_argument("--no-baseline", action="store_true",
                     help="skip the unmutated run (it must pass: check it once); needs --timeout")
     ap.add_argument("--resume", action="store_true",
@@ -308,7 +314,8 @@ def main(argv=None) -> int:
                          f"mutated copy in {work}")
     for name in names:
         run_module(name, work, a.limit, a.timeout, sample=a.sample, sites=sites, out=a.out,
-                   resume=a.resume, baseline=not a.no_baseline)
+                   resume=a.resume, baseline=not a.no_baseline,
+                   tests=shlex.split(a.tests) if a.tests else None)
     return 0
 
 
