@@ -5,6 +5,7 @@
     python benchmarks/mutation.py predict --sites 12,40 # rerun two mutants (numbers as listed)
     nice -n 19 python benchmarks/mutation.py --all     # every module; hours on 2 cores
     python benchmarks/mutation.py --list predict      # number every mutant, run nothing
+    python benchmarks/mutation.py predict --report --out results.jsonl  # scores so far
 
 Why our own runner and not mutmut: mutmut 3 copies the whole project into ``mutants/``,
 rewrites every function of every module into a trampoline, and selects tests globally
@@ -272,7 +273,48 @@ def list_mutants(name: str) -> None:
         print(f"{name} #{k} line {getattr(nodes[index], 'lineno', 0)}: {what}")
 
 
+def report(out: Path, names: list[str], log=print) -> None:
+    """Score of each module from the mutant rows in ``out`` (the latest code and tests there)."""
+    rows: dict[str, dict] = {}
+    for text in out.read_text().splitlines():
+        try:
+            row = json.loads(text)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict) and row.get("kind") == "mutant" and row.get("module") in names:
+            tests = row.get("tests") or MODULES[row["module"]][1]
+            rows.setdefault(row["module"], {})[(row["sha256"], json.dumps(tests),
+                                               row["site"])] = row
+    for name in names:
+        got = list(rows.get(name, {}).values())
+        if not got:
+            log(f"{name}: no results in {out}")
+            continue
+        rel, _ = MODULES[name]
+        digest = hashlib.sha256((ROOT / rel).read_bytes()).hexdigest()
+        same = [r for r in got if r["sha256"] == digest] or got
+        note = "" if same[0]["sha256"] == digest else " (rows of an older version of the code)"
+        by_tests: dict[str, list] = {}
+        for r in same:
+            by_tests.setdefault(json.dumps(r.get("tests") or MODULES[name][1]), []).append(r)
+        total = len(_sites(ast.parse((ROOT / rel).read_text())))
+        for tests, rs in by_tests.items():
+            killed = sum(r["result"] != "passed" for r in rs)
+            log(f"mutation score: {name} {100 * killed / len(rs):.0f} % ({killed} of {len(rs)} "
+                f"mutants of {total}; tests {tests}){note}")
+            for r in sorted(rs, key=lambda r: r["site"]):
+                if r["result"] != "failed":
+                    log(f"  #{r['site']} line {r['line']}: {r['mutation']}: {r['result']}")
+
+
+def _stop(signum, frame):  # SIGTERM (timeout, kill): end the test run, restore the module
+    raise SystemExit(f"stopped by signal {signum}")
+
+
 def main(argv=None) -> int:
+    import signal
+
+    signal.signal(signal.SIGTERM, _stop)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("modules", nargs="*", help=f"any of {', '.join(MODULES)}")
     ap.add_argument("--all", action="store_true", help="every module in MODULES")
@@ -280,6 +322,8 @@ def main(argv=None) -> int:
     ap.add_argument("--sample", type=int, help="this many mutants per module, spread evenly")
     ap.add_argument("--sites", help="comma-separated mutant numbers (see --list) to run")
     ap.add_argument("--list", action="store_true", help="number the mutants, run nothing")
+    ap.add_argument("--report", action="store_true",
+                    help="print the scores and survivors recorded in --out, run nothing")
     ap.add_argument("--tests", help="pytest arguments to use instead of the module's selection "
                     "(quoted, e.g. to confirm with --sites that new tests kill survivors)")
     ap.add_argument("--no-baseline", action="store_true",
@@ -294,6 +338,11 @@ def main(argv=None) -> int:
     names = list(MODULES) if a.all else a.modules
     if not names or set(names) - set(MODULES):
         ap.error(f"name modules among {', '.join(MODULES)}, or pass --all")
+    if a.report:
+        if not a.out:
+            ap.error("--report needs --out")
+        report(a.out, names)
+        return 0
     if a.list:
         for name in names:
             list_mutants(name)

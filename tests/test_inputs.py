@@ -112,3 +112,81 @@ def test_invalid_protocol_arguments(geom, kwargs, message):
     args.update(kwargs)
     with pytest.raises(InputError, match=message):
         poisson_inputs(geom, **args)
+
+
+# ---- documented defaults, bounds and drive statistics (references: docs/cells.md,
+# docs/inputs.md, closed-form statistics of the log-normal, uniform and OU draws) ----------
+def test_defaults_are_the_documented_ones(geom):
+    """docs/cells.md: default input 5 Hz excitatory, 2 Hz inhibitory per slot; 1 ms bins,
+    1 s, protocol chosen by the seed."""
+    x = poisson_inputs(geom, seed=2)
+    p = json.loads(x.attrs["protocol"])
+    assert (p["rate_exc_hz"], p["rate_inh_hz"], p["bin_ms"]) == (5.0, 2.0, 1.0)
+    assert x.shape == (geom.n_channels, 1000) and x.attrs["bin_ms"] == 1.0
+    assert p["protocol"] in ("constant", "modulated", "piecewise", "clustered")
+    n = len(geom.input_segments)
+    assert x["channel_kind"].values.tolist() == ["exc"] * n + ["inh"] * n
+    assert x["channel_segment"].values.tolist() == [*geom.input_segments] * 2
+    assert x.attrs["seed"] == 2 and x.attrs["cell_fingerprint"] == geom.fingerprint
+
+
+def test_bin_width_sets_time_axis_and_counts_per_bin(geom):
+    x = poisson_inputs(geom, 4000, seed=1, protocol="constant", rate_exc_hz=50, rate_inh_hz=0,
+                       bin_ms=2.0)
+    p = json.loads(x.attrs["protocol"])
+    assert x.shape[1] == 2000 and x["time"].values[:3].tolist() == [0.0, 2.0, 4.0]
+    n = len(geom.input_segments)
+    hz = x.values[:n].sum() / n / 4.0  # spikes per slot per second
+    assert hz == pytest.approx(50 * p["exc_scale"], rel=0.05)
+    assert x.values[n:].sum() == 0  # a rate of 0 Hz is allowed and gives no spikes
+
+
+def test_rate_and_count_bounds(geom):
+    """Counts up to MAX_COUNT = 255 pass, 256 does not; rates up to 1e5 Hz pass; bins and
+    durations must be positive; the channel-count message states both counts."""
+    ok = np.zeros((22, 3), np.int64)
+    ok[0, 0] = 255
+    assert validate_counts(ok, 22)[0, 0] == 255
+    ok[0, 1] = 256
+    with pytest.raises(InputError, match="count of 256 spikes"):
+        validate_counts(ok, 22)
+    with pytest.raises(InputError, match="has 21 channels but the cell has 22 .*2 x 11"):
+        validate_counts(np.zeros((21, 5)), 22)
+    assert validate_counts(np.zeros((22, 1)), 22).shape == (22, 1)
+    x = poisson_inputs(geom, 10, protocol="constant", rate_exc_hz=1e5, bin_ms=5.0)
+    assert x.values.max() == 255  # lambda up to 500 per bin: counts clipped at 255
+    with pytest.raises(InputError, match="above 100000 Hz"):
+        poisson_rates(geom, 10, rate_exc_hz=1.0001e5)
+    for bad in (dict(bin_ms=0.0), dict(duration_ms=0.0), dict(rate_inh_hz=-1e-9),
+                dict(duration_ms=True), dict(seed=-1)):
+        with pytest.raises(InputError):
+            poisson_rates(geom, **{"duration_ms": 10, **bad})
+    assert poisson_rates(geom, 10, rate_exc_hz=0, protocol="constant")[0].max() == 0
+
+
+def test_drive_variety_matches_docs_inputs_md(geom):
+    """docs/inputs.md: the excitatory drive is log-normal of sigma 0.5 around the requested
+    rate, the E/I ratio U(0.6, 1.6), the modulated correlation time log-uniform in 5-300 ms."""
+    ps = [poisson_rates(geom, 5, seed=s, protocol="constant")[2] for s in range(600)]
+    log_scale = np.log([p["exc_scale"] for p in ps])
+    assert abs(log_scale.mean()) < 0.06 and log_scale.std() == pytest.approx(0.5, abs=0.05)
+    ei = np.array([p["inh_over_exc_scale"] for p in ps])
+    assert 0.6 <= ei.min() < 0.62 and 1.58 < ei.max() < 1.6 and ei.mean() == pytest.approx(1.1, abs=0.04)
+    taus = np.array([poisson_rates(geom, 5, seed=s, protocol="modulated")[2]["tau_ms"]
+                     for s in range(300)])
+    assert 5.0 <= taus.min() < 6.0 and 250 < taus.max() <= 300.0
+    assert np.log(taus).mean() == pytest.approx((np.log(5) + np.log(300)) / 2, abs=0.2)
+
+
+def test_modulation_is_a_mean_one_log_normal_of_unit_ou_noise(geom):
+    """modulated: log rate(t) of a slot = const + depth x s(t), s an Ornstein-Uhlenbeck series
+    of unit variance and correlation time tau (autocorrelation e^-1 at lag tau)."""
+    for seed in (3, 8):
+        rate_e, _, p = poisson_rates(geom, 60000, seed=seed, protocol="modulated")
+        s = np.log(rate_e[5])
+        s = (s - s.mean()) / p["depth"]
+        assert s.std() == pytest.approx(1.0, abs=0.15)
+        lag = int(round(p["tau_ms"]))
+        r = np.corrcoef(s[:-lag], s[lag:])[0, 1]
+        assert r == pytest.approx(np.exp(-1), abs=0.12)
+        assert 0.3 <= p["depth"] <= 0.9
