@@ -398,3 +398,33 @@ def test_ground_truth_equals_lfpykit(request, fixture):
     from_v = fwd.from_voltages(truth["v"])
     for key in ("lfp", "dipole", "eeg", "meg"):
         assert rel(from_v[key].values, ours[key].values) <= 1e-3, key
+
+
+# ---- cache (docs/forward.md: process-wide LRU of 16 entries) and dipole locations ----------
+def test_cache_is_an_lru_of_sixteen_entries(cell):
+    from lfpsurrogate.forward import clear_cache
+
+    clear_cache()
+    assert cache_info() == {"hits": 0, "misses": 0, "entries": 0}
+    fms = [forward_model(cell, signals=("dipole",), position=(float(k), 0, 0)) for k in range(17)]
+    for fm in fms[1:]:
+        fm.matrices()
+    assert cache_info() == {"hits": 0, "misses": 16, "entries": 16}
+    fms[1].matrices()  # a hit: entry 1 becomes the most recent, entry 2 the oldest
+    fms[0].matrices()  # a miss: evicts entry 2
+    assert cache_info() == {"hits": 1, "misses": 17, "entries": 16}
+    fms[1].matrices()
+    fms[2].matrices()
+    assert cache_info() == {"hits": 2, "misses": 18, "entries": 16}
+    clear_cache()
+    assert cache_info() == {"hits": 0, "misses": 0, "entries": 0}
+
+
+def test_dipole_locations_and_head_position(cell):
+    pos = np.array([[10.0, 0, 0], [30.0, 60, -20]])
+    summed = forward_model(cell, signals=("dipole",), position=pos)
+    assert summed.dipole_locations.tolist() == [[20.0, 30.0, 78000.0 - 10.0]]  # 78 mm default
+    per = forward_model(cell, signals=("dipole",), position=pos, eeg_dipoles="per_cell",
+                        head_position=(1.0, 2.0, 3.0))
+    assert per.dipole_locations.tolist() == [[11.0, 2.0, 3.0], [31.0, 62.0, -17.0]]
+    assert per.n_cells == 2 and summed.sigma == 0.3 and summed.method == "linesource"

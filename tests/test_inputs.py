@@ -150,7 +150,7 @@ def test_rate_and_count_bounds(geom):
     ok[0, 1] = 256
     with pytest.raises(InputError, match="count of 256 spikes"):
         validate_counts(ok, 22)
-    with pytest.raises(InputError, match="has 21 channels but the cell has 22 .*2 x 11"):
+    with pytest.raises(InputError, match=r"has 21 channels but the cell has 22 \(.*: 2 x 11\)"):
         validate_counts(np.zeros((21, 5)), 22)
     assert validate_counts(np.zeros((22, 1)), 22).shape == (22, 1)
     x = poisson_inputs(geom, 10, protocol="constant", rate_exc_hz=1e5, bin_ms=5.0)
