@@ -190,3 +190,31 @@ def test_modulation_is_a_mean_one_log_normal_of_unit_ou_noise(geom):
         r = np.corrcoef(s[:-lag], s[lag:])[0, 1]
         assert r == pytest.approx(np.exp(-1), abs=0.12)
         assert 0.3 <= p["depth"] <= 0.9
+
+
+def test_protocol_draws_stay_in_their_documented_ranges(geom):
+    """docs/inputs.md: depth U(0.3, 0.9); piecewise mean length U(100, 600) ms and
+    inhibitory/excitatory gain ratio U(0.5, 1.8) per piece; clustered bursts U(20, 80) Hz
+    within U(30, 120) µm, 1 + Poisson(duration x U(2, 10) Hz) of them."""
+    depth = [poisson_rates(geom, 5, seed=s, protocol="modulated")[2]["depth"] for s in range(200)]
+    assert 0.3 <= min(depth) < 0.32 and 0.88 < max(depth) <= 0.9
+    lo, hi = np.inf, 0.0
+    for s in range(25):
+        rate_e, rate_i, p = poisson_rates(geom, 4000, seed=s, protocol="piecewise")
+        assert 100 <= p["mean_segment_ms"] <= 600
+        ratio = rate_i[0] / rate_e[0]  # per piece: U(0.5, 1.8) x a constant
+        starts = np.r_[0, np.flatnonzero(np.diff(rate_e[0])) + 1]
+        r = ratio[starts]
+        assert r.max() / r.min() <= 1.8 / 0.5 + 1e-9
+        lo, hi = min(lo, r.max() / r.min()), max(hi, r.max() / r.min())
+    assert hi > 2.5
+    radii, bursts, counts = [], [], []
+    for s in range(150):
+        p = poisson_rates(geom, 500, seed=s, protocol="clustered")[2]
+        radii.append(p["cluster_radius_um"])
+        bursts.append(p["burst_rate_hz"])
+        counts.append(p["n_bursts"])
+    assert 30 <= min(radii) < 33 and 117 < max(radii) <= 120
+    assert 20 <= min(bursts) < 22 and 78 < max(bursts) <= 80
+    # mean of 1 + Poisson(0.5 s x U(2, 10) Hz) = 1 + 0.5 x 6 = 4
+    assert min(counts) >= 1 and np.mean(counts) == pytest.approx(4.0, abs=0.45)
