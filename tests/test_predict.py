@@ -285,8 +285,10 @@ def test_training_range_warning_at_its_bounds(model_dir):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             predict_lfp(x, model=model_dir, signals=("dipole",), **kw)
-        msgs = [str(w.message) for w in caught if "training range" in str(w.message)]
-        return msgs[0] if msgs else None
+        hits = [w for w in caught if "training range" in str(w.message)]
+        # attributed to the line that called predict_lfp (stacklevel), not to the library
+        assert all(w.filename == __file__ for w in hits), [w.filename for w in hits]
+        return str(hits[0].message) if hits else None
 
     assert warns(_counts_at_rate(n, 1000, 56.0)) is None      # 2.8 x 20 Hz
     assert "64.00 Hz" in warns(_counts_at_rate(n, 1000, 64.0))  # 3.2 x 20 Hz
