@@ -202,6 +202,7 @@ def test_protocol_draws_stay_in_their_documented_ranges(geom):
     for s in range(25):
         rate_e, rate_i, p = poisson_rates(geom, 4000, seed=s, protocol="piecewise")
         assert 100 <= p["mean_segment_ms"] <= 600
+        assert p["n_pieces"] == 1 + np.count_nonzero(np.diff(rate_e[0]))
         ratio = rate_i[0] / rate_e[0]  # per piece: U(0.5, 1.8) x a constant
         starts = np.r_[0, np.flatnonzero(np.diff(rate_e[0])) + 1]
         r = ratio[starts]
@@ -218,3 +219,15 @@ def test_protocol_draws_stay_in_their_documented_ranges(geom):
     assert 20 <= min(bursts) < 21 and 79 < max(bursts) <= 80
     # mean of 1 + Poisson(0.5 s x U(2, 10) Hz) = 1 + 0.5 x 6 = 4
     assert min(counts) >= 1 and np.mean(counts) == pytest.approx(4.0, abs=0.45)
+
+
+def test_a_dataarray_in_either_dim_order_gives_channel_time_counts():
+    import xarray as xr
+
+    counts = np.arange(22 * 3).reshape(22, 3) % 5
+    for da in (xr.DataArray(counts, dims=("channel", "time")),
+               xr.DataArray(counts.T, dims=("time", "channel"))):
+        out = validate_counts(da, 22)
+        assert out.dtype == np.int64 and np.array_equal(out, counts)
+    with pytest.raises(InputError, match="dims"):
+        validate_counts(xr.DataArray(counts, dims=("channel", "bin")), 22)
