@@ -128,6 +128,9 @@ def test_defaults_are_the_documented_ones(geom):
     assert x["channel_kind"].values.tolist() == ["exc"] * n + ["inh"] * n
     assert x["channel_segment"].values.tolist() == [*geom.input_segments] * 2
     assert x.attrs["seed"] == 2 and x.attrs["cell_fingerprint"] == geom.fingerprint
+    rate_e, rate_i, q = poisson_rates(geom, 10)  # the same defaults when called directly
+    assert (q["rate_exc_hz"], q["rate_inh_hz"], q["bin_ms"], rate_e.shape[1]) == (5.0, 2.0, 1.0, 10)
+    assert q["protocol"] in ("constant", "modulated", "piecewise", "clustered")
 
 
 def test_bin_width_sets_time_axis_and_counts_per_bin(geom):
