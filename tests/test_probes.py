@@ -302,3 +302,21 @@ def test_probe_fingerprint_and_translation():
     flipped = type(m)(**{**m.__dict__, "orientations": -m.orientations})
     assert flipped.fingerprint != m.fingerprint
     assert radial_meg_array(conductor="infinite").fingerprint != m.fingerprint
+
+
+def test_positions_of_the_wrong_width_and_a_bare_dim_are_refused(tmp_path):
+    f = tmp_path / "two.yaml"
+    f.write_text("kind: eeg\nunits: um\nelectrodes: {names: [A, B], positions: [[0, 90000], [90000, 0]]}\n")
+    with pytest.raises(ProbeError, match=r"electrodes.positions.*list of \[3\] entries"):
+        load_probe(f)
+    g = tmp_path / "dim.yaml"
+    g.write_text("electrode_name: p\ndim: 1\n")
+    with pytest.raises(ProbeError, match="pitch"):  # MEAutility itself needs a pitch
+        load_probe(g)
+
+
+def test_probes_compare_and_hash_by_identity():
+    """Probes hold arrays: equality is identity (eq=False), so they hash and can key a dict."""
+    p = eeg_10_20()
+    same = p.translated([0.0, 0.0, 0.0])
+    assert p == p and p != same and len({p, same}) == 2
