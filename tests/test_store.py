@@ -97,6 +97,8 @@ def test_generation_params_bounds_and_json():
         with pytest.raises(DatasetError):
             GenerationParams(**{**base, **bad})
     GenerationParams(**base, n_shift=0, protocols=("clustered",))  # no shift samples: allowed
+    assert GenerationParams(**{**base, "n_samples": 1}, splits=(("train", 1.0),)).n_total == 1
+    assert GenerationParams(**base, chunk_ms=0.5).chunk_ms == 0.5
     GenerationParams(**base, n_shift=1, protocols=("constant",))
 
 
