@@ -322,3 +322,12 @@ def test_dataset_time_voltages_currents_and_spike_probability(model_dir):
                         return_tensors=True)["spike_logit"].detach().numpy()
     np.testing.assert_allclose(ds["spike_probability"].values, 1 / (1 + np.exp(-logit)),
                                rtol=1e-5, atol=1e-7)
+
+
+def test_one_position_for_a_population_is_broadcast(model_dir):
+    spec = {"duration_ms": 40, "n_cells": 2}
+    one = predict_lfp(rates=spec, model=model_dir, positions=(60.0, 0, 0), rotations=(0, 0, 0.5),
+                      signals=("lfp",))
+    each = predict_lfp(rates=spec, model=model_dir, positions=[[60.0, 0, 0]] * 2,
+                       rotations=[[0, 0, 0.5]] * 2, signals=("lfp",))
+    np.testing.assert_allclose(one["lfp"].values, each["lfp"].values, rtol=1e-6)

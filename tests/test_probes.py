@@ -320,3 +320,11 @@ def test_probes_compare_and_hash_by_identity():
     p = eeg_10_20()
     same = p.translated([0.0, 0.0, 0.0])
     assert p == p and p != same and len({p, same}) == 2
+
+
+def test_probes_are_frozen():
+    import dataclasses
+
+    p = eeg_10_20()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        p.name = "other"  # forward matrices are cached by the probe's fingerprint
