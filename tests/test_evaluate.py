@@ -509,6 +509,8 @@ def test_evaluator_result_by_hand(stick):
     for p, x, lg, sp in zip(pred, truth, logits, spikes):
         ev.add(p, x, lg, sp)
     res = ev.result()
+    assert ev.example["v_true"] is not None and np.array_equal(ev.example["v_true"], truth[0])
+    assert np.array_equal(ev.example["spike_logit"], logits[0]) and ev.example["burn_in"] == b
     xa = np.concatenate([x[:, b:] for x in truth], 1)
     ya = np.concatenate([y[:, b:] for y in pred], 1)
     rmse = np.sqrt(((ya - xa) ** 2).mean(1))

@@ -428,3 +428,10 @@ def test_dipole_locations_and_head_position(cell):
                         head_position=(1.0, 2.0, 3.0))
     assert per.dipole_locations.tolist() == [[11.0, 2.0, 3.0], [31.0, 62.0, -17.0]]
     assert per.n_cells == 2 and summed.sigma == 0.3 and summed.method == "linesource"
+
+
+def test_place_defaults_and_a_non_geometry(cell):
+    x, y, z = place(cell)  # defaults: at the origin, not rotated
+    assert np.array_equal(x[0], cell.x) and np.array_equal(y[0], cell.y) and np.array_equal(z[0], cell.z)
+    with pytest.raises(InputError, match="must be a CellGeometry, got str"):
+        forward_model("branched", signals=("dipole",))

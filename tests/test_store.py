@@ -83,6 +83,8 @@ def test_generation_params_bounds_and_json():
     assert GenerationParams(**base, bin_ms=2.5).n_time == 4
     assert GenerationParams(**{**base, "duration_ms": 1.0}).n_time == 1
     assert GenerationParams.from_json(p.to_json()) == p
+    with pytest.raises(AttributeError):  # frozen: a store's parameters cannot drift
+        p.seed = 2
     q = GenerationParams(**{**base, "seed": 2}, dtype="float16")
     assert p.differences(q) == {"seed": (1, 2), "dtype": ("float32", "float16")}
     assert p.differences(p) == {}
