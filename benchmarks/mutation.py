@@ -278,38 +278,54 @@ def list_mutants(name: str) -> None:
         print(f"{name} #{k} line {getattr(nodes[index], 'lineno', 0)}: {what}")
 
 
-def report(out: Path, names: list[str], log=print) -> None:
-    """Score of each module from the mutant rows in ``out`` (the latest code and tests there)."""
-    rows: dict[str, dict] = {}
+def _read_rows(out: Path, names: list[str], log=print) -> list[dict]:
+    if not out.exists():
+        log(f"{out}: no such file")
+        return []
+    rows = []
     for text in out.read_text().splitlines():
         try:
             row = json.loads(text)
         except json.JSONDecodeError:
-            continue
+            continue  # a line cut short by a kill
         if isinstance(row, dict) and row.get("kind") == "mutant" and row.get("module") in names:
-            tests = row.get("tests") or MODULES[row["module"]][1]
-            rows.setdefault(row["module"], {})[(row["sha256"], json.dumps(tests),
-                                               row["site"])] = row
+            rows.append(row)
+    return rows
+
+
+def report(out: Path, later: list[Path], names: list[str], log=print) -> None:
+    """Scores for the current code of each module: the sampled run recorded in ``out`` (the
+    module's own test selection) and, when runs recorded in ``later`` (``--tests``, e.g. new
+    tests run on that run's survivors) killed some of its survivors, the score counting
+    those as killed."""
+    main_rows = _read_rows(out, names, log)
+    later_rows = [r for f in later for r in _read_rows(f, names, log)]
     for name in names:
-        got = list(rows.get(name, {}).values())
-        if not got:
-            log(f"{name}: no results in {out}")
-            continue
-        rel, _ = MODULES[name]
+        rel, default = MODULES[name]
         digest = hashlib.sha256((ROOT / rel).read_bytes()).hexdigest()
-        same = [r for r in got if r["sha256"] == digest] or got
-        note = "" if same[0]["sha256"] == digest else " (rows of an older version of the code)"
-        by_tests: dict[str, list] = {}
-        for r in same:
-            by_tests.setdefault(json.dumps(r.get("tests") or MODULES[name][1]), []).append(r)
+        own = {r["site"]: r for r in main_rows if r["module"] == name and r["sha256"] == digest
+               and (r.get("tests") or default) == default}
+        if not own:
+            log(f"{name}: no run of the current {rel} with its own tests in {out}")
+            continue
         total = len(_sites(ast.parse((ROOT / rel).read_text())))
-        for tests, rs in by_tests.items():
-            killed = sum(r["result"] != "passed" for r in rs)
-            log(f"mutation score: {name} {100 * killed / len(rs):.0f} % ({killed} of {len(rs)} "
-                f"mutants of {total}; tests {tests}){note}")
-            for r in sorted(rs, key=lambda r: r["site"]):
-                if r["result"] != "failed":
-                    log(f"  #{r['site']} line {r['line']}: {r['mutation']}: {r['result']}")
+        killed_later = {r["site"]: r.get("tests") for r in later_rows
+                        if r["module"] == name and r["sha256"] == digest and r["result"] != "passed"}
+        k0 = sum(r["result"] != "passed" for r in own.values())
+        log(f"mutation score: {name} {100 * k0 / len(own):.0f} % ({k0} of {len(own)} sampled "
+            f"mutants of {total}; tests {default})")
+        now = [k for k, r in own.items() if r["result"] == "passed" and k in killed_later]
+        if now:
+            k1 = k0 + len(now)
+            log(f"mutation score: {name} {100 * k1 / len(own):.0f} % ({k1} of {len(own)} sampled "
+                f"mutants of {total}; counting {len(now)} survivors killed by later runs)")
+        for k in sorted(own):
+            r = own[k]
+            if r["result"] == "passed":
+                by = f"killed by {killed_later[k]}" if k in killed_later else "SURVIVES"
+                log(f"  #{k} line {r['line']}: {r['mutation']}: {by}")
+            elif r["result"] == "timeout":
+                log(f"  #{k} line {r['line']}: {r['mutation']}: timeout (counted as killed)")
 
 
 def _stop(signum, frame):  # SIGTERM (timeout, kill): end the test run, restore the module
@@ -329,6 +345,9 @@ def main(argv=None) -> int:
     ap.add_argument("--list", action="store_true", help="number the mutants, run nothing")
     ap.add_argument("--report", action="store_true",
                     help="print the scores and survivors recorded in --out, run nothing")
+    ap.add_argument("--also", type=Path, nargs="*", default=[],
+                    help="with --report: JSON-lines files of later runs (e.g. new tests on "
+                    "the survivors, --sites with --tests) whose kills count")
     ap.add_argument("--tests", help="pytest arguments to use instead of the module's selection "
                     "(quoted, e.g. to confirm with --sites that new tests kill survivors)")
     ap.add_argument("--no-baseline", action="store_true",
@@ -346,7 +365,7 @@ def main(argv=None) -> int:
     if a.report:
         if not a.out:
             ap.error("--report needs --out")
-        report(a.out, names)
+        report(a.out, a.also, names)
         return 0
     if a.list:
         for name in names:
