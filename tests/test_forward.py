@@ -435,3 +435,11 @@ def test_place_defaults_and_a_non_geometry(cell):
     assert np.array_equal(x[0], cell.x) and np.array_equal(y[0], cell.y) and np.array_equal(z[0], cell.z)
     with pytest.raises(InputError, match="must be a CellGeometry, got str"):
         forward_model("branched", signals=("dipole",))
+
+
+def test_a_dipole_on_the_brain_surface_is_refused(cell):
+    """The brain sphere has radius 79 mm: a dipole at exactly 79 mm is outside it."""
+    with pytest.raises(InputError, match="outside the brain sphere"):
+        forward_model(cell, signals=("eeg",), head_position=(0.0, 0.0, 79000.0)).matrices()
+    fm = forward_model(cell, signals=("eeg",), head_position=(0.0, 0.0, 78999.0))
+    assert fm.matrices()["eeg"].shape[1] == 19
