@@ -587,3 +587,25 @@ def test_pearson_r_edge_cases_and_relative_rmse_by_hand():
     # ||pred - true|| / ||true - mean||: errors (1, -1, 0, 0), deviations (-1.5, -0.5, 0.5, 1.5)
     assert relative_rmse([2.0, 1.0, 3.0, 4.0], [1.0, 2.0, 3.0, 4.0]) == pytest.approx(math.sqrt(2 / 5))
     assert math.isnan(relative_rmse([1.0, 2.0], [3.0, 3.0]))
+
+
+def test_best_spike_threshold_pools_the_samples(stick):
+    """The calibrated threshold maximises F1 over the counts pooled across samples (here:
+    sample 1 alone would pick a low threshold, sample 2 a high one; pooled F1 by hand)."""
+    from lfpsurrogate.evaluate import Evaluator
+
+    n_time = 300
+    v = np.zeros((stick.n_segments, n_time))
+    l1 = np.full(n_time, -5.0)
+    l1[[100, 200]] = 1.5      # two true spikes called at logit 1.5
+    l2 = np.full(n_time, -5.0)
+    l2[[50, 150, 250]] = 1.0  # three false calls at logit 1.0
+    l2[120] = 3.0             # the true spike of sample 2
+    ev = Evaluator(stick, 0)
+    ev.add(v, v, l1, [100, 200])
+    ev.add(v, v, l2, [120])
+    grid = np.array([0.5, 1.25, 2.0])
+    # by hand: thr 0.5 -> TP 3, FP 3, FN 0 (F1 6/9); 1.25 -> TP 3, FP 0 (F1 1); 2.0 -> TP 1,
+    # FN 2 (F1 2/4)
+    assert ev.best_spike_threshold(grid) == 1.25
+    assert ev.best_spike_threshold(np.array([0.5, 2.0])) == 0.5

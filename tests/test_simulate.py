@@ -136,3 +136,16 @@ def test_spike_threshold_is_used_and_recorded(pyramid):
     np.testing.assert_allclose(high.spike_times.values, t_high, atol=1e-9)
     # a lower threshold is crossed by more action potentials, and earlier on each
     assert t_low.size > t_high.size >= 1 and t_low[0] < t_high[0]
+
+
+def test_input_after_the_first_500_bins_arrives(pyramid):
+    """Events are queued 500 bins at a time: input only after bin 500 must still reach the
+    cell, exactly as in the test's own NEURON run."""
+    counts = lfps.poisson_inputs(pyramid, 560, seed=4, protocol="constant", rate_exc_hz=40,
+                                 rate_inh_hz=5).values
+    counts[:, :505] = 0
+    ds = lfps.simulate(pyramid, counts)
+    v_ref, _, _ = neuron_recording(pyramid, counts)
+    soma = pyramid.geometry.soma_index
+    assert v_ref[soma, 505:].max() - v_ref[soma, 500] > 1.0  # the input depolarises
+    np.testing.assert_allclose(ds.v.values, v_ref, rtol=0, atol=1e-6)
