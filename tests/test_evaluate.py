@@ -609,3 +609,4 @@ def test_best_spike_threshold_pools_the_samples(stick):
     # FN 2 (F1 2/4)
     assert ev.best_spike_threshold(grid) == 1.25
     assert ev.best_spike_threshold(np.array([0.5, 2.0])) == 0.5
+    assert ev.best_spike_threshold() == 1.25  # default grid: -2 to 12 in steps of 0.25

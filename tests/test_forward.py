@@ -435,6 +435,11 @@ def test_place_defaults_and_a_non_geometry(cell):
     assert np.array_equal(x[0], cell.x) and np.array_equal(y[0], cell.y) and np.array_equal(z[0], cell.z)
     with pytest.raises(InputError, match="must be a CellGeometry, got str"):
         forward_model("branched", signals=("dipole",))
+    x, y, z = place(cell, position=(10.0, 20.0, 30.0))
+    assert np.allclose(x[0], cell.x + 10) and np.allclose(y[0], cell.y + 20) and np.allclose(z[0], cell.z + 30)
+    for bad in (-1, 0, float("nan"), "0.3"):
+        with pytest.raises(ProbeError, match="sigma"):
+            forward_model(cell, signals=("dipole",), sigma=bad)
 
 
 def test_a_dipole_on_the_brain_surface_is_refused(cell):

@@ -149,3 +149,14 @@ def test_input_after_the_first_500_bins_arrives(pyramid):
     soma = pyramid.geometry.soma_index
     assert v_ref[soma, 505:].max() - v_ref[soma, 500] > 1.0  # the input depolarises
     np.testing.assert_allclose(ds.v.values, v_ref, rtol=0, atol=1e-6)
+
+
+def test_segment_coordinates_are_lfpy_s(pyramid):
+    """seg_start/seg_end/seg_x.. of the output against LFPy's own cell coordinates."""
+    ds = lfps.simulate(pyramid, np.zeros((pyramid.geometry.n_channels, 3), np.uint8))
+    c = pyramid.lfpy_cell
+    for k, name in enumerate("xyz"):
+        ends = getattr(c, name)
+        np.testing.assert_allclose(ds["seg_start"].values[:, k], ends[:, 0], atol=1e-9)
+        np.testing.assert_allclose(ds["seg_end"].values[:, k], ends[:, 1], atol=1e-9)
+        np.testing.assert_allclose(ds[f"seg_{name}"].values, ends.mean(axis=1), atol=1e-9)
