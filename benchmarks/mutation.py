@@ -36,7 +36,8 @@ runs N of them spread evenly over the module (numbers ``floor((2k + 1) T / 2N)``
 every run), in an order that covers the module evenly at every step (a run stopped early is
 still an even sample); ``--limit N`` the first N; ``--sites`` the ones named. With ``--out`` every mutant's
 result is appended as one JSON line as soon as it is known (``"kind": "mutant"``, with the
-module's sha256 and the tests run, so rows of other code or tests are never mixed in) and a summary line
+module's sha256, the tests run and the sha256 of their files, so rows of other code or
+tests are never mixed in) and a summary line
 per module at the end (``"kind": "module"``); ``--resume`` skips the mutants whose result the
 file already holds for the same code, so a stopped run continues where it was.
 """
@@ -190,7 +191,19 @@ def spread_order(n: int) -> list[int]:
     return sorted(range(n), key=keys.__getitem__)
 
 
-def _done_rows(out: Path | None, name: str, digest: str, args: list[str]) -> dict[int, dict]:
+def _tests_digest(work: Path, args: list[str]) -> str:
+    """sha256 over the test files named in the pytest arguments (so a resume never reuses a
+    result of other test code under the same arguments)."""
+    h = hashlib.sha256()
+    for a in args:
+        f = work / a.split("::")[0]
+        if not a.startswith("-") and f.is_file():
+            h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def _done_rows(out: Path | None, name: str, digest: str, args: list[str],
+               tests_digest: str | None = None) -> dict[int, dict]:
     """Mutant results already in ``out`` for this module at this version of its code."""
     rows: dict[int, dict] = {}
     if out is None or not out.exists():
@@ -201,7 +214,8 @@ def _done_rows(out: Path | None, name: str, digest: str, args: list[str]) -> dic
         except json.JSONDecodeError:
             continue  # a line cut short by a kill
         if (isinstance(row, dict) and row.get("kind") == "mutant" and row.get("module") == name
-                and row.get("sha256") == digest and row.get("tests", args) == args):
+                and row.get("sha256") == digest and row.get("tests", args) == args
+                and row.get("tests_sha256", tests_digest) == tests_digest):
             rows[row["site"]] = row
     return rows
 
@@ -225,7 +239,8 @@ def run_module(name: str, work: Path, limit: int | None, timeout: float | None,
     tree = ast.parse(original)
     all_sites = _sites(tree)
     chosen = pick(len(all_sites), limit, sample, sites)
-    done = _done_rows(out, name, digest, args) if resume else {}
+    tests_digest = _tests_digest(work, args)
+    done = _done_rows(out, name, digest, args, tests_digest) if resume else {}
     todo = [chosen[i] for i in spread_order(len(chosen)) if chosen[i] not in done]
     nodes = list(ast.walk(tree))
     rows = [done[k] for k in chosen if k in done]
@@ -248,7 +263,7 @@ def run_module(name: str, work: Path, limit: int | None, timeout: float | None,
             line = getattr(nodes[index], "lineno", 0)
             row = {"kind": "mutant", "module": name, "sha256": digest, "site": k, "line": line,
                    "mutation": what, "result": result, "seconds": round(secs, 1),
-                   "tests": args}
+                   "tests": args, "tests_sha256": tests_digest}
             rows.append(row)
             _append(out, row)
             log(f"  [{n + 1}/{len(todo)}] #{k} line {line}: {what}: "
