@@ -480,3 +480,133 @@ def test_train_export_evaluate_predict_end_to_end(store, geom, tmp_path):
     rmse = soma_rmse_clipped(pred["v"].values[0, soma, burn:], v_true[soma, burn:])
     assert res["soma_rmse_mv"] == pytest.approx(rmse, rel=1e-4)
     assert np.isfinite(pred["lfp"].values).all() and 0 < res["soma_rmse_mv"] < 30
+
+
+# ---- the Evaluator's result, every field by hand (no store) ------------------------------
+def _by_hand_corr(x, y):
+    return np.array([np.corrcoef(a, b)[0, 1] for a, b in zip(x, y)])
+
+
+def test_evaluator_result_by_hand(stick):
+    """Two samples on the stick, burn-in 30 bins: every voltage, current and spike field
+    of result() recomputed here with numpy (np.corrcoef, a pairwise AUC, matches counted
+    by hand), and the dipole r against lfpykit's CurrentDipoleMoment of M v."""
+    from lfpykit import CellGeometry as KitGeometry, CurrentDipoleMoment
+
+    rng = np.random.default_rng(4)
+    s, n_time, b = stick.n_segments, 250, 30
+    truth = [-60 + rng.normal(size=(s, n_time)).cumsum(1) * 0.4 for _ in range(2)]
+    pred = [x + rng.normal(scale=0.7, size=x.shape) + 0.2 for x in truth]
+    spikes = [np.array([10, 80, 150, 151]), np.array([31, 200])]  # 10: in the burn-in
+    # predicted onsets: 81 (hit), 149 (hit), 152 (hit on the second spike at 151), 230 (FP);
+    # sample 2: 33 (hit on 31), 200 missing (FN) -> TP 4, FP 1, FN 1 ... see below
+    logits = [np.full(n_time, -5.0), np.full(n_time, -5.0)]
+    for t in (81, 149, 152, 230):
+        logits[0][t] = 3.0
+    logits[1][33] = 3.0
+    logits[1][120] = 0.5  # an onset below the threshold of 1.0 used here
+    ev = Evaluator(stick, burn_in=b, spike_threshold=1.0)
+    for p, x, lg, sp in zip(pred, truth, logits, spikes):
+        ev.add(p, x, lg, sp)
+    res = ev.result()
+    assert ev.example["v_true"] is not None and np.array_equal(ev.example["v_true"], truth[0])
+    assert np.array_equal(ev.example["spike_logit"], logits[0]) and ev.example["burn_in"] == b
+    xa = np.concatenate([x[:, b:] for x in truth], 1)
+    ya = np.concatenate([y[:, b:] for y in pred], 1)
+    rmse = np.sqrt(((ya - xa) ** 2).mean(1))
+    assert res["n_samples"] == 2 and res["evaluated_ms"] == 2 * (n_time - b)
+    assert res["burn_in_ms"] == b
+    assert res["v_rmse_mv_median"] == pytest.approx(np.median(rmse), rel=1e-9)
+    assert res["v_r_median"] == pytest.approx(np.median(_by_hand_corr(xa, ya)), rel=1e-9)
+    ev_seg = 1 - (ya - xa).var(1) / xa.var(1)
+    reg = segment_regions(stick)
+    for name, idx in reg.items():
+        assert res["v_explained_variance_by_region"][name] == pytest.approx(np.median(ev_seg[idx]), rel=1e-9)
+        assert res["v_rmse_mv_by_region"][name] == pytest.approx(np.median(rmse[idx]), rel=1e-9)
+    soma = stick.soma_index
+    clip = np.minimum(ya[soma], -55.0) - np.minimum(xa[soma], -55.0)
+    assert res["soma_rmse_mv"] == pytest.approx(np.sqrt(np.mean(clip**2)), rel=1e-9)
+    m = stick.vmem_to_imem.toarray()
+    assert res["imem_r_median"] == pytest.approx(np.median(_by_hand_corr(m @ xa, m @ ya)), rel=1e-9)
+    den = np.sqrt(((xa - xa.mean(1, keepdims=True)) ** 2).sum())
+    assert res["v_rel_rmse"] == pytest.approx(np.sqrt(((ya - xa) ** 2).sum()) / den, rel=1e-9)
+    # spikes: sample 1 counts 80, 150, 151 (10 is in the burn-in); onsets 81, 149, 152, 230
+    # match 80, 150, 151 one to one (|d| <= 2); 230 is a false positive. Sample 2: 33 matches
+    # 31; 200 is missed; 120 never reaches the threshold. TP 4, FP 1, FN 1.
+    assert (res["n_true_spikes"], res["n_predicted_spikes"]) == (5, 5)
+    assert res["spike_f1"] == pytest.approx(8 / 10)
+    assert res["spike_precision"] == pytest.approx(4 / 5) and res["spike_recall"] == pytest.approx(4 / 5)
+    seconds = 2 * (n_time - b) / 1000
+    assert res["firing_rate_true_hz"] == pytest.approx(5 / seconds)
+    assert res["firing_rate_predicted_hz"] == pytest.approx(5 / seconds)
+    assert res["firing_rate_rel_error"] == 0.0 and res["spike_logit_threshold"] == 1.0
+    scores = np.concatenate([lg[b:] for lg in logits])
+    labels = np.zeros(scores.size, bool)
+    for k, sp in enumerate(spikes):
+        labels[k * (n_time - b) + sp[sp >= b] - b] = True
+    diff = scores[labels][:, None] - scores[~labels][None, :]
+    assert res["spike_auc"] == pytest.approx(((diff > 0).sum() + 0.5 * (diff == 0).sum()) / diff.size)
+    # the dipole: lfpykit's matrix applied to M v, r per axis (the stick is along z only)
+    sig = signal_matrices(stick, position=(0.0, 0.0, 0.0))
+    ev2 = Evaluator(stick, burn_in=b, signals=sig)
+    for p, x in zip(pred, truth):
+        ev2.add(p, x)
+    kit = CurrentDipoleMoment(KitGeometry(x=stick.x, y=stick.y, z=stick.z, d=stick.d))
+    pz_true = (kit.get_transformation_matrix() @ m @ xa)[2]
+    pz_hat = (kit.get_transformation_matrix() @ m @ ya)[2]
+    r2 = ev2.result()
+    assert r2["dipole_r_by_axis"]["z"] == pytest.approx(np.corrcoef(pz_true, pz_hat)[0, 1], rel=1e-9)
+    assert r2["dipole_rel_rmse"] == pytest.approx(
+        np.sqrt(((pz_hat - pz_true) ** 2).sum() / ((pz_true - pz_true.mean()) ** 2).sum()), rel=1e-9)
+
+
+def test_burn_in_and_true_spike_bins():
+    """Burn-in: max(receptive field, 50 ms) unless given (ceil to whole bins); stored spike
+    counts per bin become one bin index per spike."""
+    from types import SimpleNamespace
+
+    from lfpsurrogate.evaluate import _burn_in_bins, _true_spike_bins
+
+    assert _burn_in_bins(SimpleNamespace(receptive_field=80), 1.0, None) == 80
+    assert _burn_in_bins(SimpleNamespace(receptive_field=10), 1.0, None) == 50
+    assert _burn_in_bins(SimpleNamespace(receptive_field=10), 2.0, None) == 25
+    assert _burn_in_bins(SimpleNamespace(), 0.5, None) == 100
+    assert _burn_in_bins(SimpleNamespace(receptive_field=80), 2.0, 33.0) == 17
+    assert _burn_in_bins(SimpleNamespace(receptive_field=80), 1.0, 20.0) == 20
+    assert _true_spike_bins(np.array([0, 2, 0, 1, 0])).tolist() == [1, 1, 3]
+    assert _true_spike_bins(np.zeros(4, np.int16)).tolist() == []
+
+
+def test_pearson_r_edge_cases_and_relative_rmse_by_hand():
+    x = np.array([[1.0, 2.0, 3.0, 5.0], [2.0, 2.0, 2.0, 2.0], [1.0, 0.0, 1.0, 0.0]])
+    y = np.array([[2.0, 1.0, 4.0, 4.0], [1.0, 3.0, 2.0, 0.0], [5.0, 5.0, 5.0, 5.0]])
+    r = pearson_r(x, y)
+    assert r[0] == pytest.approx(np.corrcoef(x[0], y[0])[0, 1])
+    assert math.isnan(r[1]) and r[2] == 0.0  # no variance in x: NaN; only in y: 0
+    assert pearson_r([1.0, 2.0, 3.0], [3.0, 2.0, 1.0]) == pytest.approx(-1.0)
+    # ||pred - true|| / ||true - mean||: errors (1, -1, 0, 0), deviations (-1.5, -0.5, 0.5, 1.5)
+    assert relative_rmse([2.0, 1.0, 3.0, 4.0], [1.0, 2.0, 3.0, 4.0]) == pytest.approx(math.sqrt(2 / 5))
+    assert math.isnan(relative_rmse([1.0, 2.0], [3.0, 3.0]))
+
+
+def test_best_spike_threshold_pools_the_samples(stick):
+    """The calibrated threshold maximises F1 over the counts pooled across samples (here:
+    sample 1 alone would pick a low threshold, sample 2 a high one; pooled F1 by hand)."""
+    from lfpsurrogate.evaluate import Evaluator
+
+    n_time = 300
+    v = np.zeros((stick.n_segments, n_time))
+    l1 = np.full(n_time, -5.0)
+    l1[[100, 200]] = 1.5      # two true spikes called at logit 1.5
+    l2 = np.full(n_time, -5.0)
+    l2[[50, 150, 250]] = 1.0  # three false calls at logit 1.0
+    l2[120] = 3.0             # the true spike of sample 2
+    ev = Evaluator(stick, 0)
+    ev.add(v, v, l1, [100, 200])
+    ev.add(v, v, l2, [120])
+    grid = np.array([0.5, 1.25, 2.0])
+    # by hand: thr 0.5 -> TP 3, FP 3, FN 0 (F1 6/9); 1.25 -> TP 3, FP 0 (F1 1); 2.0 -> TP 1,
+    # FN 2 (F1 2/4)
+    assert ev.best_spike_threshold(grid) == 1.25
+    assert ev.best_spike_threshold(np.array([0.5, 2.0])) == 0.5
+    assert ev.best_spike_threshold() == 1.25  # default grid: -2 to 12 in steps of 0.25

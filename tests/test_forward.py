@@ -398,3 +398,53 @@ def test_ground_truth_equals_lfpykit(request, fixture):
     from_v = fwd.from_voltages(truth["v"])
     for key in ("lfp", "dipole", "eeg", "meg"):
         assert rel(from_v[key].values, ours[key].values) <= 1e-3, key
+
+
+# ---- cache (docs/forward.md: process-wide LRU of 16 entries) and dipole locations ----------
+def test_cache_is_an_lru_of_sixteen_entries(cell):
+    from lfpsurrogate.forward import clear_cache
+
+    clear_cache()
+    assert cache_info() == {"hits": 0, "misses": 0, "entries": 0}
+    fms = [forward_model(cell, signals=("dipole",), position=(float(k), 0, 0)) for k in range(17)]
+    for fm in fms[1:]:
+        fm.matrices()
+    assert cache_info() == {"hits": 0, "misses": 16, "entries": 16}
+    fms[1].matrices()  # a hit: entry 1 becomes the most recent, entry 2 the oldest
+    fms[0].matrices()  # a miss: evicts entry 2
+    assert cache_info() == {"hits": 1, "misses": 17, "entries": 16}
+    fms[1].matrices()
+    fms[2].matrices()
+    assert cache_info() == {"hits": 2, "misses": 18, "entries": 16}
+    clear_cache()
+    assert cache_info() == {"hits": 0, "misses": 0, "entries": 0}
+
+
+def test_dipole_locations_and_head_position(cell):
+    pos = np.array([[10.0, 0, 0], [30.0, 60, -20]])
+    summed = forward_model(cell, signals=("dipole",), position=pos)
+    assert summed.dipole_locations.tolist() == [[20.0, 30.0, 78000.0 - 10.0]]  # 78 mm default
+    per = forward_model(cell, signals=("dipole",), position=pos, eeg_dipoles="per_cell",
+                        head_position=(1.0, 2.0, 3.0))
+    assert per.dipole_locations.tolist() == [[11.0, 2.0, 3.0], [31.0, 62.0, -17.0]]
+    assert per.n_cells == 2 and summed.sigma == 0.3 and summed.method == "linesource"
+
+
+def test_place_defaults_and_a_non_geometry(cell):
+    x, y, z = place(cell)  # defaults: at the origin, not rotated
+    assert np.array_equal(x[0], cell.x) and np.array_equal(y[0], cell.y) and np.array_equal(z[0], cell.z)
+    with pytest.raises(InputError, match="must be a CellGeometry, got str"):
+        forward_model("branched", signals=("dipole",))
+    x, y, z = place(cell, position=(10.0, 20.0, 30.0))
+    assert np.allclose(x[0], cell.x + 10) and np.allclose(y[0], cell.y + 20) and np.allclose(z[0], cell.z + 30)
+    for bad in (-1, 0, float("nan"), "0.3"):
+        with pytest.raises(ProbeError, match="sigma"):
+            forward_model(cell, signals=("dipole",), sigma=bad)
+
+
+def test_a_dipole_on_the_brain_surface_is_refused(cell):
+    """The brain sphere has radius 79 mm: a dipole at exactly 79 mm is outside it."""
+    with pytest.raises(InputError, match="outside the brain sphere"):
+        forward_model(cell, signals=("eeg",), head_position=(0.0, 0.0, 79000.0)).matrices()
+    fm = forward_model(cell, signals=("eeg",), head_position=(0.0, 0.0, 78999.0))
+    assert fm.matrices()["eeg"].shape[1] == 19

@@ -42,7 +42,7 @@ def test_rates_scale_with_membrane_area_and_skip_artefactually_thin_segments():
     from lfpsurrogate.geometry import CellGeometry
 
     stick = make_stick_geometry(n=6)
-    d = np.array([20.0, 2.0, 1.0, 0.5, 0.07, 3.0, 0.19])  # two below 0.2 µm
+    d = np.array([20.0, 2.0, 1.0, 0.2, 0.07, 3.0, 0.19])  # two below 0.2 µm, one at it
     z = stick.z.copy()
     z[:, 1] = z[:, 0] + np.array([20.0, 10.0, 40.0, 5.0, 30.0, 15.0, 25.0])
     geom = CellGeometry(name="areas", x=stick.x, y=stick.y, z=z, d=d, section=stick.section,
@@ -112,3 +112,170 @@ def test_invalid_protocol_arguments(geom, kwargs, message):
     args.update(kwargs)
     with pytest.raises(InputError, match=message):
         poisson_inputs(geom, **args)
+
+
+# ---- documented defaults, bounds and drive statistics (references: docs/cells.md,
+# docs/inputs.md, closed-form statistics of the log-normal, uniform and OU draws) ----------
+def test_defaults_are_the_documented_ones(geom):
+    """docs/cells.md: default input 5 Hz excitatory, 2 Hz inhibitory per slot; 1 ms bins,
+    1 s, protocol chosen by the seed."""
+    x = poisson_inputs(geom, seed=2)
+    p = json.loads(x.attrs["protocol"])
+    assert (p["rate_exc_hz"], p["rate_inh_hz"], p["bin_ms"]) == (5.0, 2.0, 1.0)
+    assert x.shape == (geom.n_channels, 1000) and x.attrs["bin_ms"] == 1.0
+    assert p["protocol"] in ("constant", "modulated", "piecewise", "clustered")
+    n = len(geom.input_segments)
+    assert x["channel_kind"].values.tolist() == ["exc"] * n + ["inh"] * n
+    assert x["channel_segment"].values.tolist() == [*geom.input_segments] * 2
+    assert x.attrs["seed"] == 2 and x.attrs["cell_fingerprint"] == geom.fingerprint
+    rate_e, rate_i, q = poisson_rates(geom, 10)  # the same defaults when called directly
+    assert (q["rate_exc_hz"], q["rate_inh_hz"], q["bin_ms"], rate_e.shape[1]) == (5.0, 2.0, 1.0, 10)
+    assert q["protocol"] in ("constant", "modulated", "piecewise", "clustered")
+
+
+def test_bin_width_sets_time_axis_and_counts_per_bin(geom):
+    x = poisson_inputs(geom, 4000, seed=1, protocol="constant", rate_exc_hz=50, rate_inh_hz=0,
+                       bin_ms=2.0)
+    p = json.loads(x.attrs["protocol"])
+    assert x.shape[1] == 2000 and x["time"].values[:3].tolist() == [0.0, 2.0, 4.0]
+    n = len(geom.input_segments)
+    hz = x.values[:n].sum() / n / 4.0  # spikes per slot per second
+    assert hz == pytest.approx(50 * p["exc_scale"], rel=0.05)
+    assert x.values[n:].sum() == 0  # a rate of 0 Hz is allowed and gives no spikes
+
+
+def test_rate_and_count_bounds(geom):
+    """Counts up to MAX_COUNT = 255 pass, 256 does not; rates up to 1e5 Hz pass; bins and
+    durations must be positive; the channel-count message states both counts."""
+    ok = np.zeros((22, 3), np.int64)
+    ok[0, 0] = 255
+    assert validate_counts(ok, 22)[0, 0] == 255
+    ok[0, 1] = 256
+    with pytest.raises(InputError, match="count of 256 spikes"):
+        validate_counts(ok, 22)
+    with pytest.raises(InputError, match=r"has 21 channels but the cell has 22 \(.*: 2 x 11\)"):
+        validate_counts(np.zeros((21, 5)), 22)
+    assert validate_counts(np.zeros((22, 1)), 22).shape == (22, 1)
+    x = poisson_inputs(geom, 10, protocol="constant", rate_exc_hz=1e5, bin_ms=5.0)
+    assert x.values.max() == 255  # lambda up to 500 per bin: counts clipped at 255
+    with pytest.raises(InputError, match="above 100000 Hz"):
+        poisson_rates(geom, 10, rate_exc_hz=1.0001e5)
+    for bad in (dict(bin_ms=0.0), dict(duration_ms=0.0), dict(rate_inh_hz=-1e-9),
+                dict(duration_ms=True), dict(seed=-1)):
+        with pytest.raises(InputError):
+            poisson_rates(geom, **{"duration_ms": 10, **bad})
+    assert poisson_rates(geom, 10, rate_exc_hz=0, protocol="constant")[0].max() == 0
+
+
+def test_drive_variety_matches_docs_inputs_md(geom):
+    """docs/inputs.md: the excitatory drive is log-normal of sigma 0.5 around the requested
+    rate, the E/I ratio U(0.6, 1.6), the modulated correlation time log-uniform in 5-300 ms."""
+    ps = [poisson_rates(geom, 5, seed=s, protocol="constant")[2] for s in range(600)]
+    log_scale = np.log([p["exc_scale"] for p in ps])
+    assert abs(log_scale.mean()) < 0.06 and log_scale.std() == pytest.approx(0.5, abs=0.05)
+    ei = np.array([p["inh_over_exc_scale"] for p in ps])
+    assert 0.6 <= ei.min() < 0.62 and 1.58 < ei.max() < 1.6 and ei.mean() == pytest.approx(1.1, abs=0.04)
+    taus = np.array([poisson_rates(geom, 5, seed=s, protocol="modulated")[2]["tau_ms"]
+                     for s in range(300)])
+    assert 5.0 <= taus.min() < 6.0 and 250 < taus.max() <= 300.0
+    assert np.log(taus).mean() == pytest.approx((np.log(5) + np.log(300)) / 2, abs=0.2)
+
+
+def test_modulation_is_a_mean_one_log_normal_of_unit_ou_noise(geom):
+    """modulated: log rate(t) of a slot = const + depth x s(t), s an Ornstein-Uhlenbeck series
+    of unit variance and correlation time tau (autocorrelation e^-1 at lag tau)."""
+    for seed in (3, 8):
+        rate_e, _, p = poisson_rates(geom, 60000, seed=seed, protocol="modulated")
+        s = np.log(rate_e[5])
+        s = (s - s.mean()) / p["depth"]
+        assert s.std() == pytest.approx(1.0, abs=0.15)
+        lag = int(round(p["tau_ms"]))
+        r = np.corrcoef(s[:-lag], s[lag:])[0, 1]
+        assert r == pytest.approx(np.exp(-1), abs=0.12)
+        assert 0.3 <= p["depth"] <= 0.9
+
+
+def test_protocol_draws_stay_in_their_documented_ranges(geom):
+    """docs/inputs.md: depth U(0.3, 0.9); piecewise mean length U(100, 600) ms and
+    inhibitory/excitatory gain ratio U(0.5, 1.8) per piece; clustered bursts U(20, 80) Hz
+    within U(30, 120) µm, 1 + Poisson(duration x U(2, 10) Hz) of them."""
+    depth = [poisson_rates(geom, 5, seed=s, protocol="modulated")[2]["depth"] for s in range(200)]
+    assert 0.3 <= min(depth) < 0.32 and 0.88 < max(depth) <= 0.9
+    lo, hi = np.inf, 0.0
+    for s in range(25):
+        rate_e, rate_i, p = poisson_rates(geom, 4000, seed=s, protocol="piecewise")
+        assert 100 <= p["mean_segment_ms"] <= 600
+        assert p["n_pieces"] == 1 + np.count_nonzero(np.diff(rate_e[0]))
+        ratio = rate_i[0] / rate_e[0]  # per piece: U(0.5, 1.8) x a constant
+        starts = np.r_[0, np.flatnonzero(np.diff(rate_e[0])) + 1]
+        r = ratio[starts]
+        assert r.max() / r.min() <= 1.8 / 0.5 + 1e-9
+        lo, hi = min(lo, r.max() / r.min()), max(hi, r.max() / r.min())
+    assert hi > 2.5
+    radii, bursts, counts = [], [], []
+    for s in range(600):
+        p = poisson_rates(geom, 500, seed=s, protocol="clustered")[2]
+        radii.append(p["cluster_radius_um"])
+        bursts.append(p["burst_rate_hz"])
+        counts.append(p["n_bursts"])
+    assert 30 <= min(radii) < 31 and 119 < max(radii) <= 120
+    assert 20 <= min(bursts) < 21 and 79 < max(bursts) <= 80
+    # mean of 1 + Poisson(0.5 s x U(2, 10) Hz) = 1 + 0.5 x 6 = 4
+    assert min(counts) >= 1 and np.mean(counts) == pytest.approx(4.0, abs=0.45)
+
+
+def test_a_dataarray_in_either_dim_order_gives_channel_time_counts():
+    import xarray as xr
+
+    counts = np.arange(22 * 3).reshape(22, 3) % 5
+    for da in (xr.DataArray(counts, dims=("channel", "time")),
+               xr.DataArray(counts.T, dims=("time", "channel"))):
+        out = validate_counts(da, 22)
+        assert out.dtype == np.int64 and np.array_equal(out, counts)
+    with pytest.raises(InputError, match="dims"):
+        validate_counts(xr.DataArray(counts, dims=("channel", "bin")), 22)
+
+
+def _even_cell():
+    """A cell whose input segments are all alike (every slot weight 1)."""
+    from lfpsurrogate.geometry import CellGeometry
+
+    stick = make_stick_geometry(n=30)
+    return CellGeometry(name="even", x=stick.x, y=stick.y,
+                        z=np.c_[np.arange(31) * 20.0, np.arange(1, 32) * 20.0], d=np.full(31, 2.0),
+                        section=stick.section, region=stick.region,
+                        vmem_to_imem=stick.vmem_to_imem, input_segments=stick.input_segments)
+
+
+def _modulation_means(g, n_seeds=3):
+    """Time averages of the excitatory and inhibitory modulation, sum_j rate[j, t] / (n x
+    rate x drawn scales), on seeds with a correlation time under 10 ms (tight averages)."""
+    n, means = len(g.input_segments), []
+    for seed in range(80):
+        if poisson_rates(g, 5, seed=seed, protocol="modulated")[2]["tau_ms"] >= 10:
+            continue
+        rate_e, rate_i, p = poisson_rates(g, 200000, seed=seed, protocol="modulated")
+        time_e = rate_e.sum(0) / (n * 5.0 * p["exc_scale"])
+        time_i = rate_i.sum(0) / (n * 2.0 * p["exc_scale"] * p["inh_over_exc_scale"])
+        means.append((time_e.mean(), time_i.mean()))
+        if len(means) == n_seeds:
+            break
+    return np.array(means)
+
+
+def test_excitatory_modulation_has_mean_one():
+    """On a cell of equal segments the spatial gains average to 1 over slots, so the summed
+    rate is the temporal modulation itself: exp(depth s - depth²/2) with s ~ N(0, 1) (OU) has
+    mean 1, i.e. the mean rate is the requested one."""
+    means = _modulation_means(_even_cell())[:, 0]
+    assert means.shape == (3,) and np.all(np.abs(means - 1) < 0.05), means
+    assert abs(means.mean() - 1) < 0.02, means
+
+
+@pytest.mark.xfail(strict=True, reason="bug, reported: the inhibitory modulation exp(depth "
+                   "(0.7 s + 0.3 s2) - depth²/2) has variance 0.58 depth², not depth², so its "
+                   "mean is exp(-0.21 depth²) (0.98-0.84), not 1: modulated inhibition runs "
+                   "2-16 % below the requested rate")
+def test_inhibitory_modulation_has_mean_one():
+    means = _modulation_means(_even_cell())[:, 1]
+    assert np.all(np.abs(means - 1) < 0.05) and abs(means.mean() - 1) < 0.02, means

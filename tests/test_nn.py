@@ -117,7 +117,13 @@ def test_loss_physics_terms(data):
     v = tr.v[:4]
     batch = {"v": v, "spikes": tr.spikes[:4]}
     cfg = LossConfig(v=1.0, spike=0.0, imem=1.0, dipole=1.0, spike_boost=0.0)
-    loss = SurrogateLoss(cfg, 12, vmem_to_imem=geom.vmem_to_imem, midpoints=geom.midpoints)
+    # the loss sees only M and the midpoints: bend the chain in x and y (a straight chain
+    # along z hides a dipole that drops its x and y components)
+    ends = np.c_[np.cumsum(np.random.default_rng(3).normal(0, 8.0, (13, 2)), axis=0),
+                 np.r_[geom.z[:, 0], geom.z[-1, 1]]]
+    xyz = [np.stack([ends[:-1, k], ends[1:, k]], 1) for k in range(3)]
+    midpoints = (ends[:-1] + ends[1:]) / 2
+    loss = SurrogateLoss(cfg, 12, vmem_to_imem=geom.vmem_to_imem, midpoints=midpoints)
     loss.fit(tr.v, tr.spikes)
     _, parts = loss({"v": v + 1.0, "spike_logit": torch.zeros(4, 96)}, batch)
     assert parts["v"] > 0.01 and parts["imem"] < 1e-8 and parts["dipole"] < 1e-6  # M 1 = 0
@@ -127,7 +133,7 @@ def test_loss_physics_terms(data):
     # the dipole of imem from lfpykit (an independent reference), not the loss's own matrix
     from lfpykit import CellGeometry as KitGeometry, CurrentDipoleMoment
 
-    kit = KitGeometry(x=geom.x, y=geom.y, z=geom.z, d=geom.d)
+    kit = KitGeometry(x=xyz[0], y=xyz[1], z=xyz[2], d=geom.d)
     p_kit = CurrentDipoleMoment(kit).get_transformation_matrix()  # (3, segment), µm
     p = torch.as_tensor(p_kit, dtype=torch.float32) @ m
     imem_var = torch.einsum("rs,nst->nrt", m, tr.v).var(dim=(0, 2)).mean()
@@ -135,7 +141,7 @@ def test_loss_physics_terms(data):
     dip_var = torch.einsum("rs,nst->nrt", p, tr.v).var(dim=(0, 2)).sum()  # relative to |p|
     want = (p @ err).pow(2).sum(dim=1).mean() / dip_var
     assert parts["dipole"] == pytest.approx(float(want), rel=1e-3)
-    dense = SurrogateLoss(cfg, 12, vmem_to_imem=m, midpoints=geom.midpoints)
+    dense = SurrogateLoss(cfg, 12, vmem_to_imem=m, midpoints=midpoints)
     dense.fit(tr.v, tr.spikes)
     _, parts_dense = dense({"v": v + err, "spike_logit": torch.zeros(4, 96)}, batch)
     assert parts_dense["imem"] == pytest.approx(parts["imem"], rel=1e-4)

@@ -224,3 +224,110 @@ def test_predict_runs_where_neuron_cannot_be_imported(model_dir):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "ok (16, 100)" in out.stdout
+
+
+# ---- rate specifications, default placement, training-range warning, output dataset ------
+# (references: poisson_inputs called with seed + i, closed-form annulus statistics, counts
+# built in the test to an exact mean rate, M v computed here with the dense matrix)
+def test_inputs_from_rates_draws_cell_i_with_seed_plus_i(model_dir):
+    from lfpsurrogate.predict import inputs_from_rates
+
+    g = load_surrogate(model_dir).geometry
+    spec = {"duration_ms": 40, "n_cells": 3, "rate_exc_hz": 8.0, "protocol": "constant"}
+    x = inputs_from_rates(g, spec, seed=5)
+    assert x.dims == ("cell", "channel", "time") and x.sizes["cell"] == 3
+    for i in range(3):
+        ref = lfps.poisson_inputs(g, 40, seed=5 + i, rate_exc_hz=8.0, protocol="constant")
+        assert np.array_equal(x.isel(cell=i).values, ref.values)
+    assert x.attrs["seed"] == 5 and x.attrs["n_cells"] == 3
+    by_rates = predict_lfp(rates=spec, model=model_dir, seed=5, signals=("dipole",))
+    by_inputs = predict_lfp(x, model=model_dir, seed=5, signals=("dipole",))
+    np.testing.assert_allclose(by_rates["dipole"].values, by_inputs["dipole"].values, rtol=1e-6)
+
+
+def test_default_placement_one_cell_and_an_annulus():
+    from lfpsurrogate.predict import default_placement
+
+    pos, rot = default_placement(1, seed=9)
+    assert pos.tolist() == [[50.0, 0.0, 0.0]] and rot.tolist() == [[0.0, 0.0, 0.0]]
+    pos, rot = default_placement(2000, seed=2)
+    r = np.hypot(pos[:, 0], pos[:, 1])
+    assert 20.0 <= r.min() < 22.0 and 198.0 < r.max() <= 200.0 and np.all(pos[:, 2] == 0)
+    # uniform in area: P(r < 110) = (110² - 20²) / (200² - 20²) = 0.298
+    assert np.mean(r < 110.0) == pytest.approx((110**2 - 20**2) / (200**2 - 20**2), abs=0.04)
+    phi = np.arctan2(pos[:, 1], pos[:, 0])
+    assert np.mean(phi > 0) == pytest.approx(0.5, abs=0.04)  # all directions
+    assert np.all(rot[:, :2] == 0) and 0 <= rot[:, 2].min() < 0.05 and 6.2 < rot[:, 2].max() < 2 * np.pi
+    again, _ = default_placement(2000, seed=2)
+    other, _ = default_placement(2000, seed=3)
+    assert np.array_equal(pos, again) and not np.array_equal(pos, other)
+
+
+def _counts_at_rate(n_channels: int, n_bins: int, hz: float, bin_ms: float = 1.0) -> np.ndarray:
+    """Counts whose mean rate per channel is ``hz`` (ones spread evenly over channels and bins)."""
+    k = round(hz * n_channels * n_bins * bin_ms / 1000.0)
+    x = np.zeros(n_channels * n_bins, np.uint8)
+    x[np.linspace(0, x.size - 1, k).astype(int)] = 1
+    assert x.mean() * 1000.0 / bin_ms == pytest.approx(hz, rel=1e-2)
+    return x.reshape(n_channels, n_bins)
+
+
+def test_training_range_warning_at_its_bounds(model_dir):
+    """The model was trained on 0.5-20 Hz (sidecar input_rate_hz): a cell warns above 3 x 20
+    Hz or below 0.5 / 3 Hz, measured in Hz with the bin width of the inputs."""
+    import warnings
+
+    import xarray as xr
+
+    n = load_surrogate(model_dir).geometry.n_channels
+
+    def warns(x, **kw):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            predict_lfp(x, model=model_dir, signals=("dipole",), **kw)
+        hits = [w for w in caught if "training range" in str(w.message)]
+        # attributed to the line that called predict_lfp (stacklevel), not to the library
+        assert all(w.filename == __file__ for w in hits), [w.filename for w in hits]
+        return str(hits[0].message) if hits else None
+
+    assert warns(_counts_at_rate(n, 1000, 56.0)) is None      # 2.8 x 20 Hz
+    assert "64.00 Hz" in warns(_counts_at_rate(n, 1000, 64.0))  # 3.2 x 20 Hz
+    assert warns(_counts_at_rate(n, 1000, 0.2)) is None       # 0.5 / 2.5 Hz
+    assert "0.13 Hz" in warns(_counts_at_rate(n, 1000, 0.5 / 3.75))
+    # the same counts in 2 ms bins are half the rate: 64 Hz per 1 ms bin is 32 Hz
+    x = xr.DataArray(_counts_at_rate(n, 1000, 64.0), dims=("channel", "time"), attrs={"bin_ms": 2.0})
+    assert warns(x) is None
+    # the warning names the cell: the fourth of four, in the second batch of two
+    ok = _counts_at_rate(n, 1000, 10.0)
+    msg = warns(np.stack([ok, ok, ok, _counts_at_rate(n, 1000, 64.0)]), batch_size=2)
+    assert "(cell 3; 1 of 2 cells in this batch)" in msg
+
+
+def test_dataset_time_voltages_currents_and_spike_probability(model_dir):
+    import xarray as xr
+
+    loaded = load_surrogate(model_dir)
+    g = loaded.geometry
+    counts = lfps.poisson_inputs(g, 60, seed=2).values
+    x = xr.DataArray(counts, dims=("channel", "time"), attrs={"bin_ms": 2.0})  # no time coord
+    ds = predict_lfp(x, model=model_dir, signals=("v", "imem", "spikes"), return_tensors=False)
+    assert np.array_equal(ds["time"].values, np.arange(counts.shape[1]) * 2.0)
+    assert ds.attrs["bin_ms"] == 2.0
+    v = ds["v"].values[0].astype(np.float64)
+    m = g.vmem_to_imem.toarray()
+    np.testing.assert_allclose(ds["imem"].values[0], m @ v, rtol=1e-9, atol=1e-12)
+    assert ds["segment"].values.tolist() == list(range(g.n_segments))
+    assert list(ds["region"].values) == list(g.region)
+    logit = predict_lfp(counts.astype(np.float32), model=model_dir, signals=("v",),
+                        return_tensors=True)["spike_logit"].detach().numpy()
+    np.testing.assert_allclose(ds["spike_probability"].values, 1 / (1 + np.exp(-logit)),
+                               rtol=1e-5, atol=1e-7)
+
+
+def test_one_position_for_a_population_is_broadcast(model_dir):
+    spec = {"duration_ms": 40, "n_cells": 2}
+    one = predict_lfp(rates=spec, model=model_dir, positions=(60.0, 0, 0), rotations=(0, 0, 0.5),
+                      signals=("lfp",))
+    each = predict_lfp(rates=spec, model=model_dir, positions=[[60.0, 0, 0]] * 2,
+                       rotations=[[0, 0, 0.5]] * 2, signals=("lfp",))
+    np.testing.assert_allclose(one["lfp"].values, each["lfp"].values, rtol=1e-6)

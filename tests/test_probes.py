@@ -236,3 +236,95 @@ def test_a_probe_file_edited_between_loads_gives_its_new_content(tmp_path):
     assert load_probe(path).positions[0, 2] == 1100.0
     path.write_text(src.replace("[0.0, 0.0, 1100.0]", "[0.0, 0.0, 1200.0]"))
     assert load_probe(path).positions[0, 2] == 1200.0
+
+
+# ---- montages by hand, the scalp tolerance, fingerprints --------------------------------
+def test_radial_meg_rings_by_hand():
+    """Rings every 15° from the vertex to 90°: round(2 pi sin(theta) / 15°) sensors each,
+    1, 6, 12, 17, 21, 23, 24 = 104, at 110 mm, facing outwards, labelled MEG001..."""
+    p = radial_meg_array()
+    assert p.n == 104 and p.labels[0] == "MEG001" and p.labels[-1] == "MEG104"
+    r = np.linalg.norm(p.positions, axis=1)
+    np.testing.assert_allclose(r, 110000.0, rtol=1e-12)
+    theta = np.degrees(np.arccos(np.clip(p.positions[:, 2] / r, -1, 1)))
+    rings, counts = np.unique(np.round(theta, 6), return_counts=True)
+    np.testing.assert_allclose(rings, [0, 15, 30, 45, 60, 75, 90], atol=1e-6)
+    assert counts.tolist() == [1, 6, 12, 17, 21, 23, 24]
+    ring = p.positions[np.isclose(theta, 30)]
+    az = np.sort(np.degrees(np.arctan2(ring[:, 0], ring[:, 1])) % 360)  # from +y towards +x
+    np.testing.assert_allclose(az, np.arange(12) * 30.0, atol=1e-9)
+    small = radial_meg_array(radius=120000.0, ring_step_deg=30.0, max_theta_deg=60.0)
+    assert small.n == 1 + 6 + 10  # round(2 pi sin 30° / 30°) = 6, round(2 pi sin 60° / 30°) = 10.4
+    assert p.conductor == "spherical" and p.head == HeadModel()
+
+
+def test_eeg_positions_by_hand():
+    """Idealised 10-20 sphere, 90 mm: Cz at the vertex, C3 at theta 36° towards -x, T8 at
+    theta 72° on +x, O1 at theta 72°, azimuth -162° from the nose (+y)."""
+    p = eeg_10_20()
+    pos = dict(zip(p.labels, p.positions))
+    s, c = math.sin, math.cos
+    t36, t72 = math.radians(36), math.radians(72)
+    want = {"Cz": [0, 0, 1], "C3": [-s(t36), 0, c(t36)], "T8": [s(t72), 0, c(t72)],
+            "Fz": [0, s(t36), c(t36)], "Pz": [0, -s(t36), c(t36)],
+            "O1": [s(t72) * s(math.radians(-162)), s(t72) * c(math.radians(-162)), c(t72)],
+            "Fp2": [s(t72) * s(math.radians(18)), s(t72) * c(math.radians(18)), c(t72)]}
+    for name, u in want.items():
+        np.testing.assert_allclose(pos[name], np.array(u) * 90000.0, atol=1e-6, err_msg=name)
+    mid = (pos["P8"] + pos["Pz"]) / 2  # P4: great-circle midpoint of P8 and Pz
+    np.testing.assert_allclose(pos["P4"], mid / np.linalg.norm(mid) * 90000.0, atol=1e-6)
+    r = np.linalg.norm(p.positions, axis=1)
+    assert np.all(r < 90000.0) and np.all(r > 90000.0 * (1 - 1e-11))  # a hair inside
+
+
+def test_scalp_tolerance_is_a_tenth_of_a_percent(tmp_path):
+    def eeg(radius_factor):
+        f = tmp_path / f"e{radius_factor}.yaml"
+        f.write_text(f"kind: eeg\nunits: um\nelectrodes: {{names: [A], positions: "
+                     f"[[0, 0, {90000.0 * radius_factor!r}]]}}\n")
+        return load_probe(f)
+
+    for ok in (1.0009, 0.9991):
+        np.testing.assert_allclose(eeg(ok).positions, [[0, 0, 90000.0]], rtol=1e-9)
+    for bad in (1.0011, 0.9989):
+        with pytest.raises(ProbeError, match="not on the scalp"):
+            eeg(bad)
+
+
+def test_probe_fingerprint_and_translation():
+    p = eeg_10_20()
+    moved = p.translated([1.0, 2.0, 3.0])
+    np.testing.assert_allclose(moved.positions - p.positions, np.tile([1.0, 2.0, 3.0], (19, 1)))
+    assert moved.fingerprint != p.fingerprint
+    assert p.translated([1e-11, 0, 0]).fingerprint == p.fingerprint  # rounded at 1e-9 µm
+    assert eeg_10_20(HeadModel(conductivities=(0.3, 1.5, 0.01, 0.3))).fingerprint != p.fingerprint
+    m = radial_meg_array()
+    flipped = type(m)(**{**m.__dict__, "orientations": -m.orientations})
+    assert flipped.fingerprint != m.fingerprint
+    assert radial_meg_array(conductor="infinite").fingerprint != m.fingerprint
+
+
+def test_positions_of_the_wrong_width_and_a_bare_dim_are_refused(tmp_path):
+    f = tmp_path / "two.yaml"
+    f.write_text("kind: eeg\nunits: um\nelectrodes: {names: [A, B], positions: [[0, 90000], [90000, 0]]}\n")
+    with pytest.raises(ProbeError, match=r"electrodes.positions.*list of \[3\] entries"):
+        load_probe(f)
+    g = tmp_path / "dim.yaml"
+    g.write_text("electrode_name: p\ndim: 1\n")
+    with pytest.raises(ProbeError, match="pitch"):  # MEAutility itself needs a pitch
+        load_probe(g)
+
+
+def test_probes_compare_and_hash_by_identity():
+    """Probes hold arrays: equality is identity (eq=False), so they hash and can key a dict."""
+    p = eeg_10_20()
+    same = p.translated([0.0, 0.0, 0.0])
+    assert p == p and p != same and len({p, same}) == 2
+
+
+def test_probes_are_frozen():
+    import dataclasses
+
+    p = eeg_10_20()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        p.name = "other"  # forward matrices are cached by the probe's fingerprint

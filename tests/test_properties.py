@@ -10,6 +10,7 @@ by ``$LFPS_PROPERTY_REPORT`` when set; docs/reliability.md records the figures.
 from __future__ import annotations
 
 import collections
+import copy
 import json
 import math
 import os
@@ -125,8 +126,8 @@ def sensor_document(draw):
     units = draw(st.sampled_from(["um", "mm", "cm", "m", "µm", "inch", "", None, 3]))
     # µm per unit, written out here (not the code's table): a wrong factor in the code
     # makes a well-formed file land off the scalp or inside the head
-    scale = {"um": 1.0, "µm": 1.0, "mm": 1000.0, "cm": 10000.0, "m": 1000000.0}.get(
-        units, 1.0) if isinstance(units, str) else 1.0
+    scale_of = {"um": 1.0, "µm": 1.0, "mm": 1000.0, "cm": 10000.0, "m": 1000000.0}
+    scale = scale_of.get(units, 1.0) if isinstance(units, str) else 1.0
     n = draw(st.integers(0, 4))
     scalp = HeadModel().scalp_radius
     if kind == "eeg":
@@ -148,7 +149,18 @@ def sensor_document(draw):
         doc["conductor"] = draw(st.sampled_from(["spherical", "infinite", "magic"]))
     if draw(st.booleans()):
         doc["head"] = draw(head_section())
-    return mutate(draw, doc)
+    before = copy.deepcopy(doc)
+    doc = mutate(draw, doc)
+    # a well-formed file must load, at the positions the factors above give (EEG electrodes
+    # within 1e-5 of the scalp are projected onto it)
+    well_formed = (doc == before and isinstance(units, str) and units in scale_of and n >= 1
+                   and len(set(names)) == n and "head" not in doc
+                   and (factor in (1.0, 1.0 + 1e-5) if kind == "eeg" else
+                        factor in (1.2, 1.5) and doc["conductor"] != "magic"))
+    expected = None
+    if well_formed:
+        expected = (kind, np.array(dirs, dtype=float) * scalp * (1.0 if kind == "eeg" else factor))
+    return doc, expected
 
 
 @st.composite
@@ -191,13 +203,13 @@ def mutate(draw, doc: dict) -> dict:
 
 def probe_file_content(draw_from):
     return st.one_of(
-        sensor_document().map(lambda d: ("yaml", d)),
-        mea_document().map(lambda d: ("yaml", d)),
-        junk.map(lambda d: ("yaml", d)),
-        st.text(max_size=80).map(lambda t: ("text", t)),
-        st.binary(max_size=80).map(lambda b: ("bytes", b)),
+        sensor_document().map(lambda d: ("yaml", *d)),
+        mea_document().map(lambda d: ("yaml", d, None)),
+        junk.map(lambda d: ("yaml", d, None)),
+        st.text(max_size=80).map(lambda t: ("text", t, None)),
+        st.binary(max_size=80).map(lambda b: ("bytes", b, None)),
         st.sampled_from(["[" * 3000, "a: &x [1]\nb: *x\nc: *y\n", "{{{", "- - - -\n  - a",
-                         "kind: eeg\nunits: um\n\x00"]).map(lambda t: ("text", t)),
+                         "kind: eeg\nunits: um\n\x00"]).map(lambda t: ("text", t, None)),
     )
 
 
@@ -222,7 +234,7 @@ def check_probe(probe: Probe) -> None:
 @budget(250)
 @given(content=probe_file_content(None), suffix=st.sampled_from([".yaml", ".yml"]))
 def test_probe_files_load_or_fail_clearly(content, suffix):
-    kind, value = content
+    kind, value, expected = content
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"probe{suffix}"
         if kind == "yaml":
@@ -237,10 +249,45 @@ def test_probe_files_load_or_fail_clearly(content, suffix):
                 probe = load_probe(path)
         except LfpsurrogateError as exc:
             assert str(path) in str(exc), f"the message does not name the file: {exc}"
+            assert expected is None, f"a well-formed file was refused: {exc}"
             tally("probe_files", "refused")
             return
         check_probe(probe)
         tally("probe_files", f"loaded_{probe.kind}")
+        if expected is not None:
+            assert probe.kind == expected[0]
+            np.testing.assert_allclose(probe.positions, expected[1], rtol=1e-9)
+            tally("probe_files", "well_formed_positions_checked")
+
+
+UM_PER_UNIT = {"um": 1.0, "µm": 1.0, "micrometer": 1.0, "mm": 1000.0, "cm": 10000.0,
+               "m": 1000000.0}  # written out here, not the code's table
+
+
+@budget(60)
+@given(kind=st.sampled_from(["eeg", "meg"]), units=st.sampled_from(sorted(UM_PER_UNIT)),
+       dirs=st.integers(1, 4).flatmap(directions), lift=st.sampled_from([1.05, 1.2, 2.0]))
+def test_well_formed_sensor_files_load_at_their_positions(kind, units, dirs, lift):
+    """Well-formed EEG/MEG files in every length unit load at the positions the hand-written
+    factors give (the mixed suite above rarely draws a well-formed file per unit)."""
+    scalp = HeadModel().scalp_radius
+    r = scalp if kind == "eeg" else scalp * lift
+    want = np.array(dirs) * r
+    group = {"names": [f"S{i}" for i in range(len(dirs))],
+             "positions": (want / UM_PER_UNIT[units]).tolist()}
+    doc: dict = {"kind": kind, "units": units}
+    if kind == "eeg":
+        doc["electrodes"] = group
+    else:
+        group["orientations"] = np.array(dirs).tolist()
+        doc["sensors"] = group
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "sensors.yaml"
+        path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+        probe = load_probe(path)
+    assert probe.kind == kind and list(probe.labels) == group["names"]
+    np.testing.assert_allclose(probe.positions, want, rtol=1e-9)
+    tally("well_formed_sensor_files", units)
 
 
 # ---- suite 2: input arrays -> validate_counts ------------------------------------------------

@@ -136,3 +136,27 @@ def test_spike_threshold_is_used_and_recorded(pyramid):
     np.testing.assert_allclose(high.spike_times.values, t_high, atol=1e-9)
     # a lower threshold is crossed by more action potentials, and earlier on each
     assert t_low.size > t_high.size >= 1 and t_low[0] < t_high[0]
+
+
+def test_input_after_the_first_500_bins_arrives(pyramid):
+    """Events are queued 500 bins at a time: input only after bin 500 must still reach the
+    cell, exactly as in the test's own NEURON run."""
+    counts = lfps.poisson_inputs(pyramid, 560, seed=4, protocol="constant", rate_exc_hz=40,
+                                 rate_inh_hz=5).values
+    counts[:, :505] = 0
+    ds = lfps.simulate(pyramid, counts)
+    v_ref, _, _ = neuron_recording(pyramid, counts)
+    soma = pyramid.geometry.soma_index
+    assert v_ref[soma, 505:].max() - v_ref[soma, 500] > 1.0  # the input depolarises
+    np.testing.assert_allclose(ds.v.values, v_ref, rtol=0, atol=1e-6)
+
+
+def test_segment_coordinates_are_lfpy_s(pyramid):
+    """seg_start/seg_end/seg_x.. of the output against LFPy's own cell coordinates."""
+    ds = lfps.simulate(pyramid, np.zeros((pyramid.geometry.n_channels, 3), np.uint8))
+    c = pyramid.lfpy_cell
+    for k, name in enumerate("xyz"):
+        ends = getattr(c, name)
+        np.testing.assert_allclose(ds["seg_start"].values[:, k], ends[:, 0], atol=1e-9)
+        np.testing.assert_allclose(ds["seg_end"].values[:, k], ends[:, 1], atol=1e-9)
+        np.testing.assert_allclose(ds[f"seg_{name}"].values, ends.mean(axis=1), atol=1e-9)
