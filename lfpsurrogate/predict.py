@@ -641,7 +641,7 @@ def _warn_out_of_distribution(x, loaded, bin_ms: float = 1.0, first_cell: int = 
         f"mean input rate {float(rates[i]):.2f} Hz per channel (cell {first_cell + i}; "
         f"{int(out.sum())} of {len(rates)} cells in this batch) is outside the training range "
         f"{lo:.2f}-{hi:.2f} Hz of model {loaded.name!r}; predictions may be unreliable.",
-        stacklevel=3)
+        stacklevel=4)  # caller -> predict_lfp -> _run_batches -> here
     return True
 
 
