@@ -430,15 +430,9 @@ def _forward_matrices(loaded, probes: dict, signals, positions, rotations):
 
 def _dense(x):
     """A batch as dense float32 counts (the models' plain forward takes those)."""
-    import torch
-
     from .nn.linear import InputEvents
 
-    if not isinstance(x, InputEvents):
-        return x.float()
-    dense = torch.zeros(x.shape, dtype=torch.float32, device=x.count.device)
-    dense.index_put_((x.batch, x.channel, x.time), x.count.float(), accumulate=True)
-    return dense
+    return x.dense() if isinstance(x, InputEvents) else x.float()
 
 
 def _run_batches(loaded, source, mats, fwd, signals, batch_size, return_tensors, fold_readout,

@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .linear import InputEvents, pointwise_events
+from .linear import InputEvents
 
 
 def foldable(model) -> bool:
@@ -116,22 +116,12 @@ def folded_signals(model, x: torch.Tensor | InputEvents, k_rows: torch.Tensor,
     if not spiking:
         return {"rows": out, "spike_logit": score}
     # the TCN residual (latents dz, spike drive) and the spikes, as SpikingSurrogate does
-    if ev is not None and model.trunk.proj is None:  # its first conv needs dense inputs
-        h = model.trunk(model.normalised_dense(ev))
-    elif ev is not None:
-        w = model.trunk.proj
-        projected = pointwise_events(ev, w.weight[:, :, 0], model.in_mean, model.in_scale) \
-            + w.bias[None, :, None]
-        h = model.trunk(None, projected)
-    else:
-        h = model.trunk(xn)
+    h = model.trunk_hidden(xn, ev)
     dz = model.head_z(h)
     out = out + torch.einsum("crq,cqt->crt", gu, dz)
     vsub = (rows[:, n_rows + 1] + torch.einsum("q,cqt->ct", eu[0, 0], dz + model.b_latent[None, :, None])
             + model.b_segment[int(model.soma_segment)])
-    dv = vsub - F.pad(vsub, (1, 0))[:, :-1]
-    drive = (model.soma_gain[0] * vsub + model.soma_gain[1] * dv + score
-             + model.head_drive(h)[:, 0] - model.spike_threshold)
+    drive = model.spike_drive(vsub, score, h)
     from .spiking import free_run
 
     _, s = free_run(drive, model.history.detach())

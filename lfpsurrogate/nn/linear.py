@@ -91,6 +91,12 @@ class InputEvents:
         ev.count = count[order].float()
         return ev
 
+    def dense(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """The counts as a dense (batch, C, T) tensor (events in one bin are summed)."""
+        x = torch.zeros(self.shape, dtype=dtype, device=self.count.device)
+        x.index_put_((self.batch, self.channel, self.time), self.count.to(dtype), accumulate=True)
+        return x
+
     def bin_offsets(self) -> torch.Tensor:
         """(batch * T,) start of each (batch, time) bin's events in the event arrays."""
         b, _, t = self.shape

@@ -119,29 +119,37 @@ class SpikingSurrogate(LinearSurrogate):
         voltage (standardised, no spike waveform) and the spike drive (logit units)
         = soma_gain . [vsub(t), vsub(t) - vsub(t-1)] + linear score + TCN head - threshold."""
         p = self.linear_parts(xn, events)
-        projected = None
-        if events is not None:
-            if self.trunk.proj is None:  # the trunk's first conv needs the dense inputs
-                xn = self.normalised_dense(events)
-            else:
-                w = self.trunk.proj
-                projected = (pointwise_events(events, w.weight[:, :, 0], self.in_mean,
-                                              self.in_scale) + w.bias[None, :, None])
-        h = self.trunk(xn, projected)
+        h = self.trunk_hidden(xn, events)
         z = p["z"] + self.head_z(h)
         k, slot = int(self.soma_segment), int(self.soma_input_slot)
         vsub = torch.einsum("r,brt->bt", self.basis[k], z) + self.b_segment[k]
         if slot >= 0:
             vsub = vsub + p["local"][:, slot]
-        dv = vsub - F.pad(vsub, (1, 0))[:, :-1]
-        drive = (self.soma_gain[0] * vsub + self.soma_gain[1] * dv + p["spike_logit"]
-                 + self.head_drive(h)[:, 0] - self.spike_threshold)
+        drive = self.spike_drive(vsub, p["spike_logit"], h)
         return {"z": z, "local": p["local"], "vsub": vsub, "drive": drive}
+
+    def trunk_hidden(self, xn: torch.Tensor | None, events: InputEvents | None = None) -> torch.Tensor:
+        """The TCN's hidden state from the normalised inputs, or from the input events (its
+        1x1 input projection summed event by event)."""
+        if events is None:
+            return self.trunk(xn)
+        if self.trunk.proj is None:  # the trunk's first conv needs the dense inputs
+            return self.trunk(self.normalised_dense(events))
+        w = self.trunk.proj
+        projected = (pointwise_events(events, w.weight[:, :, 0], self.in_mean, self.in_scale)
+                     + w.bias[None, :, None])
+        return self.trunk(None, projected)
+
+    def spike_drive(self, vsub: torch.Tensor, score: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """(batch, T) logits: soma_gain . [vsub(t), vsub(t) - vsub(t-1)] + linear score + TCN
+        head - threshold (vsub: standardised subthreshold soma voltage)."""
+        dv = vsub - F.pad(vsub, (1, 0))[:, :-1]
+        return (self.soma_gain[0] * vsub + self.soma_gain[1] * dv + score
+                + self.head_drive(h)[:, 0] - self.spike_threshold)
 
     def normalised_dense(self, ev: InputEvents) -> torch.Tensor:
         """Dense normalised inputs rebuilt from the events."""
-        x = torch.zeros(ev.shape, dtype=self.in_mean.dtype, device=self.in_mean.device)
-        x[ev.batch, ev.channel, ev.time] = ev.count
+        x = ev.dense(self.in_mean.dtype)
         return (x - self.in_mean[None, :, None]) * self.in_scale[None, :, None]
 
     def history_term(self, spikes: torch.Tensor) -> torch.Tensor:
