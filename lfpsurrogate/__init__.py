@@ -1,7 +1,7 @@
 """lfpsurrogate: fast LFP, EEG and MEG from neural-network surrogates of detailed neurons."""
 from __future__ import annotations
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from .errors import (  # noqa: F401
     CellLoadError,

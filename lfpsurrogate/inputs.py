@@ -28,6 +28,11 @@ from .geometry import CellGeometry
 PROTOCOLS = ("constant", "modulated", "piecewise", "clustered", "mixed")
 MAX_COUNT = 255  # counts are stored as uint8
 MAX_RATE_HZ = 1e5  # per synapse slot: far above any physiological rate
+# variety of the drive, per sample (docs/inputs.md). Widened in 0.2.0 (was sigma 0.5,
+# depth U(0.3, 0.9), tau 5-300 ms) for a wider range of rates and synchrony.
+DRIVE_SIGMA = 0.6  # log-normal sigma of the overall excitatory drive
+DEPTH_RANGE = (0.3, 1.2)  # modulated: depth of the log-rate modulation
+TAU_RANGE_MS = (3.0, 300.0)  # modulated: correlation time, log-uniform
 MIN_SYNAPSE_DIAMETER_UM = 0.2  # thinner segments are tracing artefacts: their slots get no input
 
 
@@ -169,7 +174,7 @@ def poisson_rates(
     params: dict[str, Any] = {"protocol": protocol, "seed": int(seed), "bin_ms": bin_ms,
                               "rate_exc_hz": rate_exc_hz, "rate_inh_hz": rate_inh_hz}
     # overall drive and E/I balance: drawn around the requested rates for variety
-    exc_scale = rng.lognormal(0.0, 0.5)
+    exc_scale = rng.lognormal(0.0, DRIVE_SIGMA)
     ei_ratio = rng.uniform(0.6, 1.6)
     params.update(exc_scale=float(exc_scale), inh_over_exc_scale=float(ei_ratio))
     base_e = rate_exc_hz * exc_scale * w[:, None]
@@ -179,11 +184,14 @@ def poisson_rates(
     space_e = np.ones(n)
     space_i = np.ones(n)
     if protocol == "modulated":
-        tau = float(np.exp(rng.uniform(np.log(5.0), np.log(300.0))))  # fast: synchrony
-        depth = float(rng.uniform(0.3, 0.9))
+        tau = float(np.exp(rng.uniform(np.log(TAU_RANGE_MS[0]), np.log(TAU_RANGE_MS[1]))))  # fast: synchrony
+        depth = float(rng.uniform(*DEPTH_RANGE))
         s = _smooth_series(rng, n_bins, bin_ms, tau)
         time_e = np.exp(depth * s - depth**2 / 2)
-        time_i = np.exp(depth * (0.7 * s + 0.3 * _smooth_series(rng, n_bins, bin_ms, tau)) - depth**2 / 2)
+        # inhibition follows excitation with correlation 0.7/sqrt(0.58) = 0.92; the mix is
+        # rescaled to unit variance so that exp(depth s_i - depth²/2) has mean 1 as well
+        s_i = (0.7 * s + 0.3 * _smooth_series(rng, n_bins, bin_ms, tau)) / np.sqrt(0.58)
+        time_i = np.exp(depth * s_i - depth**2 / 2)
         space_e = _spatial_gain(rng, geom, int(rng.integers(2, 6)), float(rng.uniform(100, 400)))
         space_i = _spatial_gain(rng, geom, int(rng.integers(2, 6)), float(rng.uniform(100, 400)))
         params.update(tau_ms=tau, depth=depth)
