@@ -217,6 +217,31 @@ def test_train_linear_is_closed_form_and_spiking_trains_with_scheduled_sampling(
     assert torch.equal(a["spikes"], b["spikes"]) and torch.allclose(a["v"], b["v"], atol=1e-5)
 
 
+def test_fine_tuning_starts_from_the_given_weights_and_refuses_another_architecture(tmp_path):
+    """train.init_from: the first validation of the new run scores the loaded weights exactly
+    (same val windows), not a fresh closed-form fit; the loaded weights are then trained."""
+    geom, tr, va = synthetic_datasets(n_segments=10, n_train=16, n_val=6, n_time=160, seed=2)
+    cfg = {"model": {**SMALL, "architecture": "spiking"},
+           "loss": {"v": 1.0, "spike": 0.1, "imem": 0.1},
+           "train": {"epochs": 2, "batch_size": 4, "stats_windows": 8, "closed_form_stride": 2}}
+    first = train(cfg, tr, va, tmp_path / "a", geom, progress=False)
+    last_val = first.history[-1]["val_loss"]
+    fresh = train({**cfg, "train": {**cfg["train"], "epochs": 1}}, tr, va, tmp_path / "fresh",
+                  geom, progress=False)
+    tuned = train({**cfg, "train": {**cfg["train"], "epochs": 1,
+                                    "init_from": str(tmp_path / "a" / "last")}},
+                  tr, va, tmp_path / "b", geom, progress=False)
+    assert tuned.initial_metrics["val_loss"] == pytest.approx(last_val, rel=1e-5)
+    assert fresh.initial_metrics["val_loss"] != pytest.approx(last_val, rel=1e-3)
+    start, _ = load_model(tmp_path / "a" / "last")
+    moved = [not torch.equal(p, q) for p, q in zip(start.parameters(), tuned.model.parameters())]
+    assert any(moved)  # trained on from there
+    other = {**cfg, "model": {**cfg["model"], "hidden": 12},
+             "train": {**cfg["train"], "init_from": str(tmp_path / "a" / "last")}}
+    with pytest.raises(ValueError, match="hidden"):
+        train(other, tr, va, tmp_path / "c", geom, progress=False)
+
+
 def test_evaluator_reports_true_and_predicted_firing_rates(stick):
     ev = Evaluator(stick, burn_in=100, bin_ms=1.0, signals=None)
     n = 1100  # 1000 evaluated bins = 1 s

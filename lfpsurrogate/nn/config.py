@@ -125,6 +125,9 @@ class TrainConfig:
                                   "the closed-form fit (0: all); validation: a quarter as many, at least 4")
     closed_form_stride: int = _f(4, lo=1, doc="linear/spiking: use every n-th bin in the "
                                  "closed-form normal equations")
+    init_from: str = _f("", doc="fine-tuning: a checkpoint (stem, .json) or model folder whose "
+                         "weights start the run, instead of the normalisation and closed-form "
+                         "fit from the data; its model section and cell must match")
     seed: int = _f(0, lo=0)
 
 

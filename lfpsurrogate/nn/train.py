@@ -257,6 +257,22 @@ def _check_resume(meta: dict, cfg: SurrogateConfig, geometry, data_fingerprint) 
         raise CheckpointError("resume: the data fingerprint differs from the checkpoint's.")
 
 
+def _start_from(model: Surrogate, cfg: SurrogateConfig, fingerprint: str | None) -> None:
+    """Load the weights named by ``train.init_from`` (fine-tuning) into a freshly built model."""
+    from .checkpoint import load_model
+
+    path = Path(cfg.train.init_from).expanduser()
+    stem = path / "model" if path.is_dir() else path
+    start, meta = load_model(stem, expected_fingerprint=fingerprint)
+    if meta.get("model") != asdict(cfg.model):
+        differ = sorted(k for k in set(meta.get("model", {})) | set(asdict(cfg.model))
+                        if meta.get("model", {}).get(k) != asdict(cfg.model).get(k))
+        raise ConfigError(f"train.init_from: {path} was trained with another `model` section "
+                          f"(differs in {differ}); fine-tuning needs the same architecture. "
+                          "Copy its model section into this config.")
+    model.load_state_dict(start.state_dict())
+
+
 def train(config: str | Path | dict | SurrogateConfig, train_data: Dataset, val_data: Dataset,
           out_dir: str | Path, geometry=None, *, resume: bool = False,
           data_fingerprint: str | None = None, lfp_matrix: Any = None,
@@ -324,9 +340,12 @@ def train(config: str | Path | dict | SurrogateConfig, train_data: Dataset, val_
         initial = meta.get("initial_metrics", {})
     else:
         stats = _stats_sample(train_data, cfg.train.stats_windows, cfg.train.seed)
-        fit_normalisation(model, stats["inputs"], stats["v"])
         loss_fn.fit(stats["v"], stats["spikes"])
-        if hasattr(model, "fit_closed_form"):  # linear / spiking: ridge fit of the readout
+        if cfg.train.init_from:
+            _start_from(model, cfg, fp)
+        else:
+            fit_normalisation(model, stats["inputs"], stats["v"])
+        if hasattr(model, "fit_closed_form") and not cfg.train.init_from:  # linear / spiking: ridge fit of the readout
             model.fit_closed_form(
                 whole_samples(train_data, cfg.train.closed_form_samples, cfg.train.seed),
                 whole_samples(val_data, max(4, cfg.train.closed_form_samples // 4),
