@@ -556,11 +556,8 @@ def bench_population(ctx: BenchContext, n_cells: int = 100, duration_ms: float =
                      neuron_cells: int = 10) -> dict:
     """``n_cells`` cells: the surrogate on all of them, NEURON on ``neuron_cells`` of the same
     inputs, its simulate time scaled linearly; accuracy of the summed signals on the subset."""
-    import xarray as xr
-
     from .forward import forward_model
     from .predict import default_placement
-    from .simulate import simulate
 
     if n_cells < 1 or not 1 <= neuron_cells <= n_cells:
         raise BenchError(f"population of {n_cells} cells with {neuron_cells} simulated by "

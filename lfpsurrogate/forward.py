@@ -376,7 +376,7 @@ class ForwardModel:
     def _composed(self, entry: dict) -> dict:
         if "voltages" not in entry:
             m = self.geometry.vmem_to_imem.tocsr()
-            c, s = self.n_cells, self.geometry.n_segments
+            s = self.geometry.n_segments
             comp = {}
             for key, a in entry["currents"].items():
                 flat = a.reshape(-1, s)  # rows x segments

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -98,7 +99,21 @@ def write(results: dict, data: str, out_json: Path, longer: dict | None = None) 
     notes = HERE / "notes.md"
     if notes.exists():
         lines += [notes.read_text()]
-    (ROOT / "docs" / "ablation.md").write_text("\n".join(lines) + "\n")
+    _write_below_marker(ROOT / "docs" / "ablation.md", lines[2:])
+
+
+MARKER = "<!-- written by benchmarks/ablation/run_ablation.py below this line -->"
+
+
+def _write_below_marker(doc: Path, generated: list[str]) -> None:
+    """Replace what follows MARKER in ``doc`` with ``generated``; the hand-written part above
+    it (later tables, other scripts' figures) is kept. A doc without the marker gets it at
+    the end. Written atomically."""
+    text = doc.read_text() if doc.exists() else "# Ablation: architectures and the physics-aware loss\n\n"
+    head = text.split(MARKER)[0].rstrip("\n")
+    tmp = doc.with_suffix(".md.tmp")
+    tmp.write_text(head + "\n\n" + MARKER + "\n\n" + "\n".join(generated) + "\n")
+    os.replace(tmp, doc)
 
 
 if __name__ == "__main__":

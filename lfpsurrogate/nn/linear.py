@@ -417,7 +417,6 @@ def fit_ridge_readout(model: LinearSurrogate, train_samples: Iterable[dict],
     u = model.basis.detach().double().cpu()
     u_pinv = torch.linalg.pinv(u)
     nf = model.filters.shape[0]
-    n_in = model.w_local.shape[0]
     seg = model.input_segments.cpu()
     n_lag = int(spike_lag_bins)
 
