@@ -14,10 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 from pathlib import Path
-
-import numpy as np
 
 from lfpsurrogate.calibrate import calibrate_for_export
 from lfpsurrogate.data import store_geometry, store_info
@@ -55,6 +52,15 @@ def spike_text(sidecar: dict) -> str:
             f"spike F1 on the validation split.")
 
 
+def start_text(sidecar: dict) -> str:
+    """How the run started: fine-tuned from earlier weights, or from its own fit."""
+    start = sidecar.get("config", {}).get("train", {}).get("init_from")
+    if not start:
+        return ""
+    return (f"The run was fine-tuned (`train.init_from`) from the weights of an earlier run "
+            f"(`{start}`); its own config and budget are in that run's card.\n")
+
+
 def limits_text(sidecar: dict, metrics: dict) -> str:
     """The card's first known limit: how far the spikes are from the cell's."""
     cal = sidecar.get("spike_calibration")
@@ -72,7 +78,36 @@ def limits_text(sidecar: dict, metrics: dict) -> str:
             f"errors to v and to every signal.")
 
 
-def card(name: str, info: dict, sidecar: dict, metrics: dict, config_text: str, commands: list[str]) -> str:
+def training_stores(sidecar: dict, data: str) -> list[str]:
+    """The stores the run trained on (its config's data.train, where they exist here), else
+    the evaluation store."""
+    listed = sidecar.get("config", {}).get("data", {}).get("train", [])
+    return [p for p in listed if Path(p).is_dir()] or [data]
+
+
+def stores_text(stores: list[str]) -> str:
+    """One line per training store: its samples, splits and the package version of its inputs."""
+    lines = []
+    for path in stores:
+        i = store_info(path)
+        version = i.get("versions", {}).get("lfpsurrogate", "?")
+        train = i.get("splits", {}).get("train", {}).get("done", 0)
+        lines.append(f"- `{Path(path).name}`: {train} training samples of {i.get('duration_ms')} ms "
+                     f"(inputs of lfpsurrogate {version}), splits {json.dumps(i.get('splits', {}))}")
+    return "\n".join(lines)
+
+
+def train_seconds(stores: list[str]) -> float:
+    """Simulated seconds of training data over the stores."""
+    total = 0.0
+    for path in stores:
+        i = store_info(path)
+        total += i.get("splits", {}).get("train", {}).get("done", 0) * float(i.get("duration_ms", 0)) / 1000
+    return total
+
+
+def card(name: str, info: dict, sidecar: dict, metrics: dict, config_text: str, commands: list[str],
+         stores: list[str] | None = None) -> str:
     rows = "\n".join(
         f"| `{k}` | {metrics['test'].get(k, float('nan')):.3f} | {metrics['shift'].get(k, float('nan')):.3f} | {AIMS.get(k, '')} |"
         for k in KEYS)
@@ -96,8 +131,10 @@ results derived from it carry the cell model's licence terms.
 
 ## Data
 - Cell fingerprint `{info['cell_fingerprint']}`; store fingerprint `{sidecar.get('data_fingerprint')}`.
-- {info.get('samples')} samples of {info.get('duration_ms', '?')} ms (NEURON 9 via LFPy, dt 1/16 ms,
+- Evaluation store (validation, test, shift): {info.get('samples')} samples of {info.get('duration_ms', '?')} ms (NEURON 9 via LFPy, dt 1/16 ms,
   bin averages of 1 ms): splits {json.dumps(info.get('splits', {}))}.
+- Training stores ({train_seconds(stores or []):.0f} s of training data in all):
+{stores_text(stores or [])}
 - Train/val/test protocols: Poisson input with `constant`, `modulated`, `piecewise` rates (mean
   5 Hz excitatory, 2 Hz inhibitory per slot, drive and E/I balance drawn per sample); each
   slot's rate scales with its segment's membrane area (`docs/inputs.md`).
@@ -111,7 +148,7 @@ results derived from it carry the cell model's licence terms.
 ```
 Budget: {sidecar.get('config', {}).get('train', {}).get('epochs')} epochs of {sidecar.get('config', {}).get('data', {}).get('n_windows')} windows of {sidecar.get('config', {}).get('data', {}).get('window_ms')} ms (batch {sidecar.get('config', {}).get('train', {}).get('batch_size')}) on 2 CPU cores
 (no GPU); the kept weights are those of epoch {sidecar.get('epoch')}.
-{spike_text(sidecar)}
+{start_text(sidecar)}{spike_text(sidecar)}
 
 ## Held-out metrics (free-running, burn-in excluded; `metrics.json` holds every key)
 | metric | test | shift | aim |
@@ -129,7 +166,7 @@ on the four-sphere head; MEG: radial magnetometers (`probes/meg-radial.yaml`).
 
 ## Known limits
 {limits_text(sidecar, metrics)}
-- Trained on {info.get('splits', {}).get('train', {}).get('done', '?')} × {info.get('duration_ms', '?')} ms of one cell under the protocols above; inputs
+- Trained on {train_seconds(stores or []):.0f} s of one cell under the protocols above; inputs
   far from them (rates, synchrony) are extrapolation. See the shift column.
 - 1 ms resolution: spike waveforms are bin averages.
 """
@@ -156,14 +193,16 @@ def main() -> None:
         metrics["spike_calibration"] = calibration
     info = store_info(args.data)
     sidecar = json.loads(Path(str(best) + ".json").read_text())
-    sidecar["input_rate_hz"] = input_rate_range(args.data)
+    stores = training_stores(sidecar, args.data)
+    ranges = [input_rate_range(s) for s in stores]
+    sidecar["input_rate_hz"] = [min(r[0] for r in ranges), max(r[1] for r in ranges)]
     sidecar["spike_logit_threshold"] = threshold
     out = models_root() / args.name
     export_model_folder(best, geom, out, metrics=metrics, overwrite=True,
                         sidecar_extra={"input_rate_hz": sidecar["input_rate_hz"],
                                        "spike_logit_threshold": threshold},
                         card=card(args.name, info, sidecar, metrics, config_text,
-                                  args.command))
+                                  args.command, stores))
     (out / "train.yaml").write_text(config_text)
     write_manifest(out)
     print(json.dumps({k: {s: metrics[s].get(k) for s in metrics} for k in KEYS}))
