@@ -78,7 +78,7 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     "evaluate": ("lfpsurrogate/evaluate.py",
                  ["tests/test_evaluate.py", "-k", "rmse or auc or onsets or tolerance or one_to_one "
                   "or regions or streaming or radial_stick or calibration or by_hand or burn_in_and "
-                  "or pools_the_samples"]),
+                  "or pools_the_samples or hand_written_store"]),
 }
 
 _BINOP = {ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.Div, ast.Div: ast.Mult,
@@ -253,6 +253,7 @@ def run_module(name: str, work: Path, limit: int | None, timeout: float | None,
         if timeout is None:
             raise SystemExit("without the unmutated run, give --timeout")
         base_s, per = float("nan"), timeout
+    if todo:
         log(f"{name}: {len(chosen)} of {len(all_sites)} mutants ({len(rows)} already done), "
             f"unmutated tests {base_s:.0f} s, timeout {per:.0f} s")
     try:

@@ -612,3 +612,135 @@ def test_best_spike_threshold_pools_the_samples(stick):
     # 10 % of the truth, so the closer rate wins (calibrate.choose_threshold): 2.0
     assert ev.best_spike_threshold(np.array([0.5, 2.0])) == 2.0
     assert ev.best_spike_threshold() == 1.25  # default grid: -2 to 12 in steps of 0.25
+
+
+# ---- issue 15b: boundaries by hand, streaming far from zero, a hand-written store --------
+def test_spike_onsets_and_true_spikes_at_the_first_evaluated_bin_count():
+    """The burn-in is bins 0 .. burn_in - 1: a true spike and an onset both in bin burn_in
+    are evaluated (a hit), one bin earlier the true spike is in the burn-in (neither way)."""
+    assert spike_counts(logits_from([50], 300), [50], burn_in=50, tolerance_bins=2) == (1, 0, 0)
+    assert spike_counts(logits_from([51], 300), [49], burn_in=50, tolerance_bins=2) == (0, 0, 0)
+    assert spike_counts(logits_from([200], 300), [50], burn_in=50, tolerance_bins=2) == (0, 1, 1)
+
+
+def test_spike_matching_one_to_one_skips_an_unmatched_early_prediction():
+    """Sorted sweep by hand: 90 is more than 2 bins before 100 and matches nothing; the next
+    prediction, 100, is then compared and matches (1 pair). Likewise 10 (alone) then 20."""
+    assert match_spikes([90, 100], [100], 2) == [(1, 0)]
+    assert match_spikes([10, 20, 30], [20, 31], 2) == [(1, 0), (2, 1)]
+    assert match_spikes([5, 6, 7, 50], [50], 0) == [(3, 0)]
+
+
+def test_streaming_needs_two_bins_after_the_burn_in(stick):
+    """A variance needs two bins: a sample of burn_in + 2 bins is evaluated (2 bins), one of
+    burn_in + 1 bins is refused."""
+    rng = np.random.default_rng(3)
+    v = -65 + rng.normal(size=(stick.n_segments, 7))
+    ev = Evaluator(stick, burn_in=5)
+    ev.add(v + 0.1, v)
+    assert ev.result()["evaluated_ms"] == 2.0
+    with pytest.raises(EvaluationError, match="too short"):
+        Evaluator(stick, burn_in=6).add(v + 0.1, v)
+
+
+def test_streaming_sums_stay_exact_far_from_zero(stick):
+    """The streaming sums are taken about the first batch's mean, so a signal far from zero
+    (1e7 mV offset, fluctuations of order 1) keeps r and explained variance to 1e-6 of
+    np.corrcoef / numpy's variance (raw sums of squares would lose every digit)."""
+    rng = np.random.default_rng(5)
+    x = 1e7 + rng.normal(size=(stick.n_segments, 2000))
+    y = x + rng.normal(scale=0.5, size=x.shape)
+    ev = Evaluator(stick, burn_in=0)
+    ev.add(y, x)
+    assert ev.v.r() == pytest.approx(_by_hand_corr(x, y), rel=1e-6)
+    want = 1 - (y - x).var(1) / x.var(1)
+    assert ev.v.explained_variance() == pytest.approx(want, rel=1e-6)
+
+
+def test_evaluator_result_by_hand_at_half_ms_bins(stick):
+    """bin_ms 0.5: 300 bins after a burn-in of 100 are 150 ms, 3 true spikes are 20 Hz, and
+    the 2 ms tolerance is 4 bins (an onset 4 bins late hits, the other 5 bins late misses)."""
+    n_time, b = 400, 100
+    v = np.zeros((stick.n_segments, n_time))
+    logit = logits_from([154, 255, 305], n_time)
+    ev = Evaluator(stick, burn_in=b, bin_ms=0.5)
+    ev.add(v, v, logit, [150, 250, 300])
+    res = ev.result()
+    assert res["evaluated_ms"] == 150.0 and res["burn_in_ms"] == 50.0
+    assert res["firing_rate_true_hz"] == pytest.approx(3 / 0.150)
+    assert res["firing_rate_predicted_hz"] == pytest.approx(3 / 0.150)
+    assert (res["n_true_spikes"], res["spike_precision"]) == (3, pytest.approx(1 / 3))
+
+
+def _hand_written_store(path, geom, n_time=60):
+    """Two test samples (and two train) as docs/datasets.md lays a store out, written here
+    with xarray: random inputs, random-walk voltages, a few somatic spikes."""
+    import xarray as xr
+
+    from lfpsurrogate.data.store import FORMAT_VERSION, STORE_FORMAT, GenerationParams, geometry_dataset
+
+    p = GenerationParams(cell="stick", n_samples=4, duration_ms=float(n_time), seed=1,
+                         splits=(("train", 0.5), ("test", 0.5)))
+    rng = np.random.default_rng(0)
+    n = 4
+    spikes = np.zeros((n, n_time), np.int16)
+    spikes[:, [30, 45]] = 1
+    ds = xr.Dataset(
+        {"inputs": (("sample", "channel", "time"),
+                    rng.integers(0, 3, (n, geom.n_channels, n_time)).astype(np.uint8)),
+         "v": (("sample", "segment", "time"),
+               (-65 + rng.normal(size=(n, geom.n_segments, n_time)).cumsum(2)).astype(np.float32)),
+         "spikes": (("sample", "time"), spikes),
+         "split": ("sample", np.array(["train", "train", "test", "test"], object)),
+         "done": ("sample", np.ones(n, np.uint8)),
+         "seed": ("sample", np.arange(n, dtype=np.int64))},
+        attrs={"format": STORE_FORMAT, "format_version": FORMAT_VERSION,
+               "generation": p.to_json(), "cell": "stick", "cell_fingerprint": geom.fingerprint,
+               "versions": json.dumps({"numpy": np.__version__})})
+    ds.to_zarr(path, consolidated=False)
+    geometry_dataset(geom).to_zarr(path, group="geometry", consolidated=False, mode="a")
+    samples = [(ds["inputs"].values[i], ds["v"].values[i].astype(np.float64),
+                np.flatnonzero(spikes[i])) for i in (2, 3)]
+    return samples
+
+
+def test_evaluate_model_on_a_hand_written_store(tmp_path):
+    """evaluate_model over a store written here: an oracle scores perfectly; the burn-in must
+    leave two bins (refused naming the receptive field otherwise); a model of another channel
+    or segment count is refused; the surrogate time per simulated second is its wall time
+    over 2 samples x 60 ms."""
+    from conftest import make_stick_geometry
+
+    geom = make_stick_geometry(n=4)
+    store = tmp_path / "s.zarr"
+    samples = _hand_written_store(store, geom)
+    oracle = Oracle(samples, geom.n_channels, geom.n_segments, receptive_field=5)
+    res = evaluate_model(oracle, geom, store, "test", burn_in_ms=20.0)
+    assert res["n_samples"] == 2 and res["evaluated_ms"] == 80.0 and res["burn_in_ms"] == 20.0
+    assert res["v_rmse_mv_median"] == 0.0 and res["spike_f1"] == 1.0
+    assert res["firing_rate_true_hz"] == pytest.approx(4 / 0.080)
+    assert res["surrogate_s_per_simulated_s"] == pytest.approx(res["surrogate_wall_s"] / 0.120, rel=1e-9)
+    assert "n_parameters" not in res and res["receptive_field_ms"] == 5.0
+    assert evaluate_model(oracle, geom, store, "test", burn_in_ms=58.0)["evaluated_ms"] == 4.0
+    with pytest.raises(EvaluationError, match="too short for the burn-in of 59.0 ms .receptive field 5"):
+        evaluate_model(oracle, geom, store, "test", burn_in_ms=59.0)
+    for n_ch, n_seg in ((geom.n_channels + 2, geom.n_segments), (geom.n_channels, geom.n_segments + 1)):
+        other = Oracle(samples, n_ch, n_seg)
+        with pytest.raises(EvaluationError, match=f"the model has {n_ch} channels / {n_seg} segments"):
+            evaluate_model(other, geom, store, "test")
+
+
+def test_evaluate_on_a_hand_written_store_and_a_missing_store(tmp_path):
+    """evaluate() loads a model folder and scores it on an existing store; a missing store is
+    refused with an EvaluationError before any model is loaded."""
+    from conftest import make_stick_geometry, make_tiny_model_folder
+
+    geom = make_stick_geometry(n=4)
+    store = tmp_path / "s.zarr"
+    _hand_written_store(store, geom)
+    folder = make_tiny_model_folder(geom, tmp_path)
+    res = evaluate(folder, store, "test")
+    assert res["n_samples"] == 2 and res["cell_fingerprint"] == geom.fingerprint
+    assert res["n_parameters"] > 0 and len(res["model_fingerprint"]) == 16
+    with pytest.raises(EvaluationError, match="does not exist"):
+        evaluate(folder, tmp_path / "missing.zarr")

@@ -278,3 +278,116 @@ def test_inhibitory_modulation_has_mean_one():
     below the requested rate."""
     means = _modulation_means(_even_cell())[:, 1]
     assert np.all(np.abs(means - 1) < 0.05) and abs(means.mean() - 1) < 0.02, means
+
+
+# ---- issue 15b: seed default, one-bin runs, hot-spot width, piece lengths, bursts ---------
+def test_one_bin_is_enough_and_the_default_seed_is_zero(geom):
+    """A run of exactly one bin is a whole number of bins; poisson_rates' documented default
+    seed is 0 (the same draw as seed=0, recorded as such)."""
+    assert poisson_inputs(geom, 1.0, seed=1).shape == (geom.n_channels, 1)
+    assert poisson_rates(geom, 2.0, bin_ms=2.0, protocol="constant")[0].shape == (geom.n_channels // 2, 1)
+    rate_e, rate_i, p = poisson_rates(geom, 10)
+    want_e, want_i, _ = poisson_rates(geom, 10, seed=0)
+    assert p["seed"] == 0 and np.array_equal(rate_e, want_e) and np.array_equal(rate_i, want_i)
+
+
+def test_hot_spots_are_wider_than_a_segment():
+    """docs/inputs.md: the modulated spatial gain is a sum of Gaussian hot spots of width
+    w >= 100 µm (over a non-negative floor), normalised to mean 1. On a straight cell of 31
+    segments 20 µm apart a Gaussian changes between neighbours by at most 20 / (w sqrt(e))
+    <= 0.121 of its peak, and its mean over the slots is at least m_min (a spot of width 100
+    µm at the end of the cell, computed here), so the normalised gain changes between
+    neighbouring slots by less than 0.121 / m_min (about 0.56)."""
+    g = _even_cell()
+    dz = 20.0 * np.arange(31)
+    m_min = np.exp(-dz**2 / (2 * 100.0**2)).mean()
+    bound = 20.0 / (100.0 * np.sqrt(np.e)) / m_min
+    assert 0.5 < bound < 0.6
+    for seed in range(20):
+        rate_e, rate_i, p = poisson_rates(g, 5, seed=seed, protocol="modulated")
+        for rate in (rate_e, rate_i):
+            gain = rate[:, 0] / rate[:, 0].mean()  # every slot weight is 1: the spatial gain
+            assert np.abs(np.diff(gain)).max() < bound, (seed, gain)
+            assert np.ptp(gain) > 0  # and it is not flat
+
+
+def test_piecewise_mean_length_covers_100_to_600_ms(geom):
+    """docs/inputs.md: pieces of exponential length with mean U(100, 600) ms, per sample."""
+    m = np.array([poisson_rates(geom, 5, seed=s, protocol="piecewise")[2]["mean_segment_ms"]
+                  for s in range(400)])
+    assert 100 <= m.min() < 102 and 599 < m.max() <= 600
+    assert m.mean() == pytest.approx(350, abs=15)
+
+
+def _straight_cell(n, z0=0.0, d=2.0):
+    """n segments of 20 µm in a line along z from z0 (diameters d, µm)."""
+    from lfpsurrogate.geometry import CellGeometry
+
+    stick = make_stick_geometry(n=n - 1)
+    z = z0 + 20.0 * np.arange(n)
+    return CellGeometry(name="line", x=stick.x, y=stick.y, z=np.c_[z, z + 20.0],
+                        d=np.broadcast_to(np.asarray(d, float), (n,)).copy(), section=stick.section,
+                        region=stick.region, vmem_to_imem=stick.vmem_to_imem,
+                        input_segments=stick.input_segments)
+
+
+def test_clustered_bursts_add_the_burst_rate_per_area_for_20_to_100_ms():
+    """docs/inputs.md: each burst adds U(20, 80) Hz onto the slots within the cluster radius
+    of a random slot (the slot itself included), for U(20, 100) ms; like every rate, a slot's
+    share scales with its membrane area pi d L (here by hand: mean-normalised). So the extra
+    rate of a slot is a whole number of bursts x burst rate x its area weight, every sample
+    has one, and runs of extra rate last at least 20 ms, some exactly 20 ms."""
+    g = _straight_cell(31, z0=1000.0, d=np.tile([1.0, 2.0, 3.0], 11)[:31])  # 1 mm from the origin
+    area = np.pi * g.d * 20.0
+    w = area / area.mean()
+    runs = []
+    for seed in range(30):
+        rate_e, _, p = poisson_rates(g, 2000, seed=seed, protocol="clustered")
+        extra = rate_e - rate_e.min(1, keepdims=True)  # the constant background removed
+        assert (extra > 0).any(), seed  # a burst lands on its own centre slot at least
+        k = extra / (w[:, None] * p["burst_rate_hz"])
+        assert np.allclose(k, np.round(k), atol=1e-9), seed
+        for row in extra > 0:
+            edges = np.flatnonzero(np.diff(np.r_[0, row.astype(int), 0]))
+            start, stop = edges[::2], edges[1::2]
+            runs += list((stop - start)[stop < row.size])  # runs cut by the end left out
+    assert min(runs) == 20
+
+
+def test_hot_spots_rise_over_a_floor():
+    """docs/inputs.md: a hot-spot map is 0.3 + A x (sum of 2-5 Gaussians of one width w <=
+    400 µm), A >= 0.5, normalised to mean 1. On a 25 mm line the slots within 5 w = 2 mm of
+    some spot are at most 5 x 4 mm = 80 % of the line, so at least a fifth of the slots are
+    at the floor (the spots add < 5 e^-12.5 x A there), and at a spot's centre the gain is at
+    least 0.3 + A: max / min >= 1 + 0.5 / 0.3 (and <= 1 + 5 x 2 / 0.3). A sum of Gaussians
+    of one width has at most as many peaks as Gaussians: at most 5 peaks (5 is reached)."""
+    g = _straight_cell(1250)
+    peaks = []
+    for seed in range(20):
+        rate_e, rate_i, _ = poisson_rates(g, 5, seed=seed, protocol="modulated")
+        for rate in (rate_e, rate_i):
+            x = rate[:, 0]
+            assert 1 + 0.5 / 0.3 - 1e-3 <= x.max() / x.min() <= 1 + 5 * 2 / 0.3, seed
+            assert np.quantile(x, 0.19) <= x.min() * (1 + 1e-3), seed
+            up = x > x.min() * (1 + 1e-9)  # above the floor (rounding noise aside)
+            inner = (x[1:-1] > x[:-2]) & (x[1:-1] >= x[2:]) & up[1:-1]
+            peaks.append(int(inner.sum()) + int(up[0] and x[0] > x[1]) + int(up[-1] and x[-1] > x[-2]))
+    assert min(peaks) >= 1 and max(peaks) == 5, peaks
+
+
+def test_every_piece_draws_its_own_gain():
+    """docs/inputs.md: each piecewise piece's excitatory gain is log-normal (sigma 0.6), drawn
+    independently, so the log gain steps between consecutive pieces have the standard
+    deviation sqrt(2) x 0.6 = 0.85 of a difference of two such draws, the last step too."""
+    g = make_stick_geometry(n=4)
+    last, inner = [], []
+    for seed in range(200):
+        rate_e = poisson_rates(g, 1500, seed=seed, protocol="piecewise")[0][0]
+        starts = np.r_[0, np.flatnonzero(np.diff(rate_e)) + 1]
+        steps = np.diff(np.log(rate_e[starts]))
+        if steps.size:
+            last.append(steps[-1])
+            inner.extend(steps[:-1])
+    assert len(last) > 150
+    assert np.std(last) == pytest.approx(np.sqrt(2) * 0.6, abs=0.12)
+    assert np.std(inner) == pytest.approx(np.sqrt(2) * 0.6, abs=0.08)
