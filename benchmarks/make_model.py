@@ -92,7 +92,7 @@ def stores_text(stores: list[str]) -> str:
         i = store_info(path)
         version = i.get("versions", {}).get("lfpsurrogate", "?")
         train = i.get("splits", {}).get("train", {}).get("done", 0)
-        lines.append(f"- `{Path(path).name}`: {train} training samples of {i.get('duration_ms')} ms "
+        lines.append(f"  - `{Path(path).name}`: {train} training samples of {i.get('duration_ms')} ms "
                      f"(inputs of lfpsurrogate {version}), splits {json.dumps(i.get('splits', {}))}")
     return "\n".join(lines)
 
