@@ -58,7 +58,7 @@ def start_text(sidecar: dict) -> str:
     if not start:
         return ""
     return (f"The run was fine-tuned (`train.init_from`) from the weights of an earlier run "
-            f"(`{start}`); its own config and budget are in that run's card.\n")
+            f"(`{start}`); the config and budget below are this stage's only.\n")
 
 
 def limits_text(sidecar: dict, metrics: dict) -> str:
@@ -85,29 +85,25 @@ def training_stores(sidecar: dict, data: str) -> list[str]:
     return [p for p in listed if Path(p).is_dir()] or [data]
 
 
-def stores_text(stores: list[str]) -> str:
-    """One line per training store: its samples, splits and the package version of its inputs."""
-    lines = []
-    for path in stores:
-        i = store_info(path)
-        version = i.get("versions", {}).get("lfpsurrogate", "?")
-        train = i.get("splits", {}).get("train", {}).get("done", 0)
-        lines.append(f"  - `{Path(path).name}`: {train} training samples of {i.get('duration_ms')} ms "
-                     f"(inputs of lfpsurrogate {version}), splits {json.dumps(i.get('splits', {}))}")
-    return "\n".join(lines)
+def stores_text(infos: dict[str, dict]) -> str:
+    """One line per training store (path -> store_info): samples and the package version of
+    its inputs."""
+    return "\n".join(
+        f"  - `{Path(path).name}`: {i.get('splits', {}).get('train', {}).get('done', 0)} training "
+        f"samples of {i.get('duration_ms')} ms (inputs of lfpsurrogate "
+        f"{i.get('versions', {}).get('lfpsurrogate', '?')}), splits {json.dumps(i.get('splits', {}))}"
+        for path, i in infos.items())
 
 
-def train_seconds(stores: list[str]) -> float:
-    """Simulated seconds of training data over the stores."""
-    total = 0.0
-    for path in stores:
-        i = store_info(path)
-        total += i.get("splits", {}).get("train", {}).get("done", 0) * float(i.get("duration_ms", 0)) / 1000
-    return total
+def train_seconds(infos: dict[str, dict]) -> float:
+    """Simulated seconds of training data over the stores (path -> store_info)."""
+    return sum(i.get("splits", {}).get("train", {}).get("done", 0) * float(i.get("duration_ms", 0))
+               / 1000 for i in infos.values())
 
 
 def card(name: str, info: dict, sidecar: dict, metrics: dict, config_text: str, commands: list[str],
          stores: list[str] | None = None) -> str:
+    infos = {s: store_info(s) for s in stores or []}
     rows = "\n".join(
         f"| `{k}` | {metrics['test'].get(k, float('nan')):.3f} | {metrics['shift'].get(k, float('nan')):.3f} | {AIMS.get(k, '')} |"
         for k in KEYS)
@@ -133,8 +129,8 @@ results derived from it carry the cell model's licence terms.
 - Cell fingerprint `{info['cell_fingerprint']}`; store fingerprint `{sidecar.get('data_fingerprint')}`.
 - Evaluation store (validation, test, shift): {info.get('samples')} samples of {info.get('duration_ms', '?')} ms (NEURON 9 via LFPy, dt 1/16 ms,
   bin averages of 1 ms): splits {json.dumps(info.get('splits', {}))}.
-- Training stores ({train_seconds(stores or []):.0f} s of training data in all):
-{stores_text(stores or [])}
+- Training stores ({train_seconds(infos):.0f} s of training data in all):
+{stores_text(infos)}
 - Train/val/test protocols: Poisson input with `constant`, `modulated`, `piecewise` rates (mean
   5 Hz excitatory, 2 Hz inhibitory per slot, drive and E/I balance drawn per sample); each
   slot's rate scales with its segment's membrane area (`docs/inputs.md`).
@@ -166,7 +162,7 @@ on the four-sphere head; MEG: radial magnetometers (`probes/meg-radial.yaml`).
 
 ## Known limits
 {limits_text(sidecar, metrics)}
-- Trained on {train_seconds(stores or []):.0f} s of one cell under the protocols above; inputs
+- Trained on {train_seconds(infos):.0f} s of one cell under the protocols above; inputs
   far from them (rates, synchrony) are extrapolation. See the shift column.
 - 1 ms resolution: spike waveforms are bin averages.
 """

@@ -25,7 +25,8 @@ from tqdm.auto import tqdm
 
 from ..errors import InputError
 from .base import Surrogate, fit_normalisation
-from .checkpoint import CheckpointError, load_training_state, recover_checkpoint, save_checkpoint
+from .checkpoint import (CheckpointError, load_model, load_training_state, recover_checkpoint,
+                         save_checkpoint)
 from .config import ConfigError, SurrogateConfig, load_config
 from .losses import SurrogateLoss, apply_segment_matrix
 from .models import build_model
@@ -259,8 +260,6 @@ def _check_resume(meta: dict, cfg: SurrogateConfig, geometry, data_fingerprint) 
 
 def _start_from(model: Surrogate, cfg: SurrogateConfig, fingerprint: str | None) -> None:
     """Load the weights named by ``train.init_from`` (fine-tuning) into a freshly built model."""
-    from .checkpoint import load_model
-
     path = Path(cfg.train.init_from).expanduser()
     stem = path / "model" if path.is_dir() else path
     start, meta = load_model(stem, expected_fingerprint=fingerprint)
@@ -341,11 +340,11 @@ def train(config: str | Path | dict | SurrogateConfig, train_data: Dataset, val_
     else:
         stats = _stats_sample(train_data, cfg.train.stats_windows, cfg.train.seed)
         loss_fn.fit(stats["v"], stats["spikes"])
-        if cfg.train.init_from:
+        if cfg.train.init_from:  # fine-tuning: normalisation and readout come with the weights
             _start_from(model, cfg, fp)
         else:
             fit_normalisation(model, stats["inputs"], stats["v"])
-        if hasattr(model, "fit_closed_form") and not cfg.train.init_from:  # linear / spiking: ridge fit of the readout
+        if hasattr(model, "fit_closed_form") and not cfg.train.init_from:  # linear / spiking: ridge fit
             model.fit_closed_form(
                 whole_samples(train_data, cfg.train.closed_form_samples, cfg.train.seed),
                 whole_samples(val_data, max(4, cfg.train.closed_form_samples // 4),
