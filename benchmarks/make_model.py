@@ -85,20 +85,29 @@ def training_stores(sidecar: dict, data: str) -> list[str]:
     return [p for p in listed if Path(p).is_dir()] or [data]
 
 
-def stores_text(infos: dict[str, dict]) -> str:
+def trained_samples(path: str, info: dict, sidecar: dict) -> int:
+    """Training samples of the store the run used: the count the checkpoint recorded
+    (train_samples), else the store's finished training samples now."""
+    recorded = sidecar.get("train_samples", {})
+    if path in recorded:
+        return int(recorded[path])
+    return int(info.get("splits", {}).get("train", {}).get("done", 0))
+
+
+def stores_text(infos: dict[str, dict], sidecar: dict) -> str:
     """One line per training store (path -> store_info): samples and the package version of
     its inputs."""
     return "\n".join(
-        f"  - `{Path(path).name}`: {i.get('splits', {}).get('train', {}).get('done', 0)} training "
+        f"  - `{Path(path).name}`: {trained_samples(path, i, sidecar)} training "
         f"samples of {i.get('duration_ms')} ms (inputs of lfpsurrogate "
         f"{i.get('versions', {}).get('lfpsurrogate', '?')}), splits {json.dumps(i.get('splits', {}))}"
         for path, i in infos.items())
 
 
-def train_seconds(infos: dict[str, dict]) -> float:
+def train_seconds(infos: dict[str, dict], sidecar: dict) -> float:
     """Simulated seconds of training data over the stores (path -> store_info)."""
-    return sum(i.get("splits", {}).get("train", {}).get("done", 0) * float(i.get("duration_ms", 0))
-               / 1000 for i in infos.values())
+    return sum(trained_samples(p, i, sidecar) * float(i.get("duration_ms", 0)) / 1000
+               for p, i in infos.items())
 
 
 def card(name: str, info: dict, sidecar: dict, metrics: dict, config_text: str, commands: list[str],
@@ -129,8 +138,8 @@ results derived from it carry the cell model's licence terms.
 - Cell fingerprint `{info['cell_fingerprint']}`; store fingerprint `{sidecar.get('data_fingerprint')}`.
 - Evaluation store (validation, test, shift): {info.get('samples')} samples of {info.get('duration_ms', '?')} ms (NEURON 9 via LFPy, dt 1/16 ms,
   bin averages of 1 ms): splits {json.dumps(info.get('splits', {}))}.
-- Training stores ({train_seconds(infos):.0f} s of training data in all):
-{stores_text(infos)}
+- Training stores ({train_seconds(infos, sidecar):.0f} s of training data in all):
+{stores_text(infos, sidecar)}
 - Train/val/test protocols: Poisson input with `constant`, `modulated`, `piecewise` rates (mean
   5 Hz excitatory, 2 Hz inhibitory per slot, drive and E/I balance drawn per sample); each
   slot's rate scales with its segment's membrane area (`docs/inputs.md`).
@@ -162,7 +171,7 @@ on the four-sphere head; MEG: radial magnetometers (`probes/meg-radial.yaml`).
 
 ## Known limits
 {limits_text(sidecar, metrics)}
-- Trained on {train_seconds(infos):.0f} s of one cell under the protocols above; inputs
+- Trained on {train_seconds(infos, sidecar):.0f} s of one cell under the protocols above; inputs
   far from them (rates, synchrony) are extrapolation. See the shift column.
 - 1 ms resolution: spike waveforms are bin averages.
 """

@@ -129,5 +129,6 @@ def calibrate_for_export(checkpoint: str | Path, store: str | Path, geometry, sp
                     cell_fingerprint=meta.get("cell_fingerprint"),
                     data_fingerprint=meta.get("data_fingerprint"), epoch=meta.get("epoch", 0),
                     metrics=meta.get("metrics"),
-                    extra={"spike_calibration": {k: v for k, v in report.items() if k != "scores"}})
+                    extra={"train_samples": meta.get("train_samples", {}),
+                           "spike_calibration": {k: v for k, v in report.items() if k != "scores"}})
     return out, 0.0, report

@@ -6,6 +6,7 @@ import argparse
 import json
 import math
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -464,7 +465,14 @@ def test_train_export_evaluate_predict_end_to_end(store, geom, tmp_path):
     path.write_text(yaml.safe_dump(config))
     summary = run_training(path, tmp_path / "run", progress=False)
     assert summary["epochs_run"] == 2 and summary["cell_fingerprint"] == geom.fingerprint
+    # the checkpoint records how many training samples of each store the run saw
+    from lfpsurrogate.data import store_info
+
+    n_train = store_info(store)["splits"]["train"]["done"]
+    sidecar = json.loads(Path(summary["best_checkpoint"]).read_text())
+    assert n_train > 0 and sidecar["train_samples"] == {str(store): n_train}
     folder = export_model_folder(summary["best_checkpoint"], geom, tmp_path / "tiny-model")
+    assert json.loads((folder / "model.json").read_text())["train_samples"] == {str(store): n_train}
     res = evaluate(folder, store, "test")
     for key in REQUIRED:
         assert key in res, key

@@ -80,6 +80,12 @@ class WindowDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return self.n_windows
 
+    def samples_per_store(self) -> dict[str, int]:
+        """{store path: number of finished samples of this split used}, as counted when the
+        dataset was built (a store still being generated may hold more later)."""
+        counts = np.bincount(self._rows[:, 0], minlength=len(self.paths))
+        return {str(p): int(c) for p, c in zip(self.paths, counts)}
+
     def set_epoch(self, epoch: int) -> None:
         """Draw another set of windows (same for every process given the same epoch)."""
         self.epoch = int(epoch)

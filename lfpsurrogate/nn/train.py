@@ -366,6 +366,9 @@ def train(config: str | Path | dict | SurrogateConfig, train_data: Dataset, val_
     vl, vsampler, vgen = _loader(val_data, cfg.train.batch_size, False, env, cfg.train.seed,
                                  cfg.data.num_workers)
     common = dict(config=cfg.to_dict(), cell_fingerprint=fp, data_fingerprint=data_fingerprint)
+    # how many samples of each store this run saw (stores can grow while they are generated)
+    counted = getattr(train_data, "samples_per_store", None)
+    provenance = {"train_samples": counted()} if counted else {}
     show = progress and env.main
     if not (resume and has_last):  # metrics of the untrained (normalised) model
         initial = {f"val_{k}": v for k, v in
@@ -377,7 +380,7 @@ def train(config: str | Path | dict | SurrogateConfig, train_data: Dataset, val_
         history = [metrics]
         if env.main:
             extra = {"history": history, "initial_metrics": initial, "closed_form": True,
-                     "best_val_loss": metrics["val_loss"], "bad_epochs": 0,
+                     **provenance, "best_val_loss": metrics["val_loss"], "bad_epochs": 0,
                      "stopped_early": False}
             save_checkpoint(best, model, epoch=1, metrics=metrics, **common, extra=extra)
             save_checkpoint(last, model, epoch=1, metrics=metrics, optimizer=opt,
@@ -437,7 +440,7 @@ def train(config: str | Path | dict | SurrogateConfig, train_data: Dataset, val_
             bad_epochs += 1
         stopped = bad_epochs >= cfg.train.patience
         if env.main:
-            extra = {"history": history, "initial_metrics": initial,
+            extra = {"history": history, "initial_metrics": initial, **provenance,
                      "best_val_loss": best_loss, "bad_epochs": bad_epochs,
                      "stopped_early": stopped}
             if improved:
