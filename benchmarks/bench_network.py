@@ -35,7 +35,7 @@ def _r(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def compare(duration_ms: float, burn_in_ms: float, uncoupled: bool = False,
-            reuse_neuron: bool = False, tag: str = "") -> dict:
+            reuse_neuron: str | None = None, tag: str = "") -> dict:
     import lfpsurrogate as lfps
     from lfpsurrogate.network import EXAMPLE_SPEC
     from lfpsurrogate.network.stats import spike_stats
@@ -47,13 +47,21 @@ def compare(duration_ms: float, burn_in_ms: float, uncoupled: bool = False,
            "n_cells": net.n_cells, "n_connections": int(net.connectivity.n)}
     runs = {}
     stem = f"network_compare{'_uncoupled' if uncoupled else ''}"
+    if reuse_neuron is not None:  # refuse before any run, not after the surrogate's
+        saved, prev_json = OUT / f"{stem}{reuse_neuron}_neuron.nc", OUT / f"{stem}{reuse_neuron}.json"
+        if not (saved.exists() and prev_json.exists()):
+            raise SystemExit(f"--reuse-neuron {reuse_neuron!r}: {saved.name} or {prev_json.name} "
+                             f"is missing in {OUT}; give the --tag of an earlier compare run.")
+        prev = json.loads(prev_json.read_text())
+        if prev.get("duration_ms") != duration_ms or prev.get("spec") != json.loads(
+                json.dumps(net.spec, default=str)):
+            raise SystemExit(f"--reuse-neuron {reuse_neuron!r}: that run had another spec or "
+                             "duration; run NEURON again (drop --reuse-neuron).")
     for engine in ("surrogate", "neuron"):
-        saved = OUT / f"{stem}_neuron.nc"
-        if engine == "neuron" and reuse_neuron and saved.exists():
+        if engine == "neuron" and reuse_neuron is not None:
             import xarray as xr  # the NEURON run does not depend on the surrogate model
 
             runs[engine] = xr.load_dataset(saved, engine="h5netcdf")
-            prev = json.loads((OUT / f"{stem}.json").read_text())
             out.update(neuron_wall_s=prev["neuron_wall_s"], neuron_loop_wall_s=prev["neuron_loop_wall_s"],
                        neuron_from=saved.name)
             continue
@@ -130,9 +138,10 @@ def main() -> None:
     ap.add_argument("--signals", default="lfp,eeg,meg")
     ap.add_argument("--uncoupled", action="store_true",
                     help="compare: the example's cells and drives without its connections")
-    ap.add_argument("--reuse-neuron", action="store_true",
-                    help="compare: read the NEURON run saved by an earlier compare (it does "
-                         "not depend on the surrogate), e.g. to measure another model")
+    ap.add_argument("--reuse-neuron", nargs="?", const="", default=None, metavar="TAG",
+                    help="compare: read the NEURON run saved by an earlier compare with this "
+                         "--tag (it does not depend on the surrogate), e.g. to measure another "
+                         "model")
     ap.add_argument("--tag", default="", help="suffix of the result file names")
     args = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
