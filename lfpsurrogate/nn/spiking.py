@@ -290,7 +290,7 @@ class SpikingSurrogate(LinearSurrogate):
             drives.append(self.drive_and_latents(xn)["drive"])
             trues += [np.flatnonzero(np.asarray(s["spikes"]) > 0) for s in part]
         drive = torch.cat(drives)
-        grid = np.arange(-4.0, 8.01, 0.5) if grid is None else np.asarray(grid, float)
+        grid = np.arange(-4.0, 8.01, 0.25) if grid is None else np.asarray(grid, float)
         n_true = sum(int((t >= burn).sum()) for t in trues)
         scores = {}
         for thr in grid:
