@@ -112,6 +112,55 @@ def test_closed_form_fit_recovers_a_linear_cell():
     assert before > 0.5
 
 
+class _CountingSamples:
+    """Sized, re-iterable samples (as ``nn.train.WholeSamples`` reads them from a store)
+    that count how many are alive at once: each pass yields fresh copies."""
+
+    def __init__(self, samples):
+        self.samples, self.alive, self.peak, self.passes = samples, 0, 0, 0
+
+    def __len__(self):
+        return len(self.samples)
+
+    def _gone(self):
+        self.alive -= 1
+
+    def __iter__(self):
+        import weakref
+
+        self.passes += 1
+        for s in self.samples:
+            fresh = {k: v.copy() for k, v in s.items()}
+            self.alive += 1
+            self.peak = max(self.peak, self.alive)
+            weakref.finalize(fresh["v"], self._gone)
+            yield fresh
+            del fresh
+
+
+def test_closed_form_fit_streams_samples_instead_of_holding_them():
+    """The ridge fit passes over sized sample collections without keeping them: at most 2
+    samples are alive at once (a store of 1505 x 2 s samples is 20 GB as float32), and the
+    weights equal those of the fit on a list of the same samples."""
+    geom = chain_geometry(8)
+    tr = _known_linear_cell(geom, 12, 400, 0)
+    va = _known_linear_cell(geom, 6, 400, 1)
+    models = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        m = build_model({**SMALL, "architecture": "linear", "rank": 8, "input_modes": 8},
+                        geom.n_channels, geom.n_segments, geom)
+        fit_normalisation(m, np.stack([s["inputs"] for s in tr]), np.stack([s["v"] for s in tr]))
+        models.append(m)
+    models[0].fit_closed_form(tr, va, stride=2)
+    counted_tr, counted_va = _CountingSamples(tr), _CountingSamples(va)
+    models[1].fit_closed_form(counted_tr, counted_va, stride=2)
+    assert counted_tr.passes == 2 and counted_tr.peak <= 2, (counted_tr.passes, counted_tr.peak)
+    assert counted_va.peak <= 4  # the 4 samples that choose the local penalty
+    for (name, a), b in zip(models[0].state_dict().items(), models[1].state_dict().values()):
+        assert torch.allclose(a, b), name
+
+
 def _reference_free_run(drive, history):
     """The spike rule written as a plain loop: spike where the logit crosses 0 upwards."""
     b, t_len = drive.shape

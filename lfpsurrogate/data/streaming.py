@@ -80,6 +80,11 @@ class WindowDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return self.n_windows
 
+    @property
+    def n_samples(self) -> int:
+        """Finished samples of this split, over all stores."""
+        return len(self._rows)
+
     def samples_per_store(self) -> dict[str, int]:
         """{store path: number of finished samples of this split used}, as counted when the
         dataset was built (a store still being generated may hold more later)."""

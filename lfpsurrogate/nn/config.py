@@ -122,7 +122,8 @@ class TrainConfig:
                                    "the model's own spikes back instead of the true ones, "
                                    "ramped linearly from 0 at the first epoch to this")
     closed_form_samples: int = _f(0, lo=0, doc="linear/spiking: whole training samples for "
-                                  "the closed-form fit (0: all); validation: a quarter as many, at least 4")
+                                  "the closed-form fit (0: all), read from the store on each pass; validation: a "
+                                  "quarter as many, at least 4")
     closed_form_stride: int = _f(4, lo=1, doc="linear/spiking: use every n-th bin in the "
                                  "closed-form normal equations")
     init_from: str = _f("", doc="fine-tuning: a checkpoint (stem, .json) or model folder whose "

@@ -32,8 +32,9 @@ ridge on what the latents leave over. The spike output is a linear score (ridge 
 """
 from __future__ import annotations
 
+import itertools
 import math
-from typing import Iterable
+from typing import Iterable, Sized
 
 import numpy as np
 import torch
@@ -437,8 +438,9 @@ def fit_ridge_readout(model: LinearSurrogate, train_samples: Iterable[dict],
     n_feat = model.w_latent.shape[1] + n_lag
     n_tgt = model.rank + 1
     train_ne, val_ne = _Normal(n_feat, n_tgt), _Normal(n_feat, n_tgt)
-    train_list = list(train_samples)
-    val_list = list(val_samples)
+    # sized iterables (WholeSamples) are read again on each pass instead of held in memory
+    train_list = train_samples if isinstance(train_samples, Sized) else list(train_samples)
+    val_list = val_samples if isinstance(val_samples, Sized) else list(val_samples)
     for k, item in enumerate(tqdm(train_list, desc="ridge: train sums", disable=not progress)):
         x, y, *_ = rows_of(item, k)
         train_ne.add(x, y)
@@ -495,7 +497,7 @@ def fit_ridge_readout(model: LinearSurrogate, train_samples: Iterable[dict],
     eye = torch.eye(nloc, dtype=torch.float64)
     diag = torch.diagonal(gs, dim1=1, dim2=2).mean(1).clamp_min(1e-12)
     m_op = model._m if model._m is not None else None
-    check = val_list[: max(1, min(len(val_list), 4))]
+    check = list(itertools.islice(val_list, 4))
     report["local_val"] = {}
     best_local = None
     for a_loc in local_alphas:

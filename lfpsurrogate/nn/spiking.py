@@ -22,6 +22,7 @@ forward pass without ``spikes`` runs free, as evaluation and prediction do.
 """
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -210,7 +211,7 @@ class SpikingSurrogate(LinearSurrogate):
         rep = fit_ridge_readout(self, train_samples, val_samples, burn_in=burn_in,
                                 stride=stride, alphas=alphas, progress=progress,
                                 spike_lag_bins=self.waveform.shape[1])
-        samples = list(train_samples)[:16]
+        samples = list(itertools.islice(train_samples, 16))
         rep["drive_glm"] = self.fit_drive(samples)
         rep["drive_offset"] = self.match_firing_rate(samples)
         return rep
