@@ -433,9 +433,9 @@ class Evaluator:
         samples added so far: the best spike F1 with the firing rate within 10 % of the
         truth where possible (the BCE pos_weight leaves the logit biased towards spikes,
         so 0 over-calls them)."""
-        from .calibrate import THRESHOLD_GRID, best_threshold
+        from .calibrate import best_threshold
 
-        grid = THRESHOLD_GRID if grid is None else np.asarray(grid, float)
+        grid = None if grid is None else np.asarray(grid, float)
         return best_threshold(self.logits, self.spike_bins, grid,
                               tolerance_ms=self.tolerance_bins * self.bin_ms, bin_ms=self.bin_ms)[0]
 

@@ -620,6 +620,14 @@ def test_best_spike_threshold_pools_the_samples(stick):
     # 10 % of the truth, so the closer rate wins (calibrate.choose_threshold): 2.0
     assert ev.best_spike_threshold(np.array([0.5, 2.0])) == 2.0
     assert ev.best_spike_threshold() == 1.25  # default grid: -2 to 12 in steps of 0.25
+    # ... plus quantiles of the pooled logits: a model whose logits are 100 times smaller
+    # (a ridge score of the 0/1 spike train) gets a threshold between its false calls
+    # (0.010) and its true ones (0.015, 0.030), F1 1, instead of 0 (none of its logits
+    # reach 0.25) or 0.0 (all six calls)
+    small = Evaluator(stick, 0)
+    small.add(v, v, l1 / 100, [100, 200])
+    small.add(v, v, l2 / 100, [120])
+    assert 0.010 < small.best_spike_threshold() <= 0.015
 
 
 # ---- issue 15b: boundaries by hand, streaming far from zero, a hand-written store --------
