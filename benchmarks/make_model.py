@@ -88,9 +88,9 @@ def training_stores(sidecar: dict, data: str) -> list[str]:
 def trained_samples(path: str, info: dict, sidecar: dict) -> int:
     """Training samples of the store the run used: the count the checkpoint recorded
     (train_samples), else the store's finished training samples now."""
-    recorded = sidecar.get("train_samples", {})
-    if path in recorded:
-        return int(recorded[path])
+    recorded = {str(Path(k)): v for k, v in sidecar.get("train_samples", {}).items()}
+    if str(Path(path)) in recorded:  # the config may spell the path differently ("x.zarr/")
+        return int(recorded[str(Path(path))])
     return int(info.get("splits", {}).get("train", {}).get("done", 0))
 
 
