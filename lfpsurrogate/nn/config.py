@@ -90,6 +90,11 @@ class LossConfig:
     imem: float = _f(0.0, lo=0.0, doc="MSE of M v_hat vs M v over the imem variance")
     dipole: float = _f(0.0, lo=0.0, doc="MSE of the current dipole P M v over its variance")
     lfp: float = _f(0.0, lo=0.0, doc="MSE of K M v (needs an LFP matrix K)")
+    soma: float = _f(0.0, lo=0.0, doc="MSE of the soma voltage with action potentials clipped "
+                     "at soma_clip_mv, over its variance: the subthreshold trajectory that "
+                     "times the spikes (needs the cell's geometry)")
+    soma_clip_mv: float = _f(-55.0, doc="soma term: voltages above this (the spikes) are "
+                             "clipped to it, in target and prediction, mV")
     spike_pos_weight: Any = _f("auto", doc="BCE pos_weight: a number or 'auto' (neg/pos)")
     spike_window_ms: float = _f(10.0, lo=0.0, doc="bins within this of a spike are boosted")
     spike_boost: float = _f(4.0, lo=0.0, doc="extra weight of bins near a somatic spike")

@@ -67,7 +67,8 @@ class SurrogateLoss(nn.Module):
 
     def __init__(self, cfg: LossConfig, n_segments: int, *, vmem_to_imem: Any = None,
                  midpoints: Any = None, lfp_matrix: Any = None,
-                 segment_weights: Any = None, bin_ms: float = 1.0) -> None:
+                 segment_weights: Any = None, soma_index: int | None = None,
+                 bin_ms: float = 1.0) -> None:
         super().__init__()
         self.cfg = cfg
         self.window_bins = int(round(cfg.spike_window_ms / bin_ms))
@@ -80,6 +81,12 @@ class SurrogateLoss(nn.Module):
         if cfg.lfp > 0 and lfp_matrix is None:
             raise InputError("loss.lfp > 0 needs an LFP matrix K (electrode, segment); pass "
                              "lfp_matrix=... to train(), or set loss.lfp to 0.")
+        if cfg.soma > 0 and soma_index is None:
+            raise InputError("loss.soma > 0 needs the soma's segment (pass geometry to train()), "
+                             "or set loss.soma to 0.")
+        if soma_index is not None and not 0 <= int(soma_index) < n_segments:
+            raise InputError(f"soma_index {soma_index} is not one of the {n_segments} segments.")
+        self.soma_index = None if soma_index is None else int(soma_index)
         self.m = to_torch_matrix(vmem_to_imem) if vmem_to_imem is not None else None
         if self.m is not None and tuple(self.m.shape) != (n_segments, n_segments):
             raise InputError(f"M has shape {tuple(self.m.shape)}, expected ({n_segments}, {n_segments}).")
@@ -94,6 +101,7 @@ class SurrogateLoss(nn.Module):
         self.register_buffer("imem_var", torch.ones(()))
         self.register_buffer("dipole_var", torch.ones(()))
         self.register_buffer("lfp_var", torch.ones(()))
+        self.register_buffer("soma_var", torch.ones(()))
         pw = 1.0 if cfg.spike_pos_weight == "auto" else float(cfg.spike_pos_weight)
         self.register_buffer("pos_weight", torch.tensor(pw))
 
@@ -129,11 +137,14 @@ class SurrogateLoss(nn.Module):
         if self.km is not None:
             self.lfp_var.copy_(apply_segment_matrix(self.km, v).var(dim=(0, 2)).sum()
                                .clamp_min(1e-30))
+        if self.soma_index is not None:
+            soma = v[:, self.soma_index].clamp(max=self.cfg.soma_clip_mv)
+            self.soma_var.copy_(soma.var().clamp_min(1e-6))
         if spikes is not None and self.cfg.spike_pos_weight == "auto":
             pos = float((torch.as_tensor(spikes) > 0).float().mean())
             self.pos_weight.fill_(float(np.clip((1 - pos) / max(pos, 1e-9), 1.0, 1000.0)))
         return {"v_var": self.v_var, "imem_var": self.imem_var, "dipole_var": self.dipole_var,
-                "pos_weight": self.pos_weight}
+                "soma_var": self.soma_var, "pos_weight": self.pos_weight}
 
     def forward(self, out: dict, batch: dict, burn_in: int = 0) -> tuple[torch.Tensor, dict]:
         """out: model output; batch: {"v" (b, segment, time) mV, "spikes" (b, time)}.
@@ -166,6 +177,10 @@ class SurrogateLoss(nn.Module):
         if c.lfp > 0:
             parts["lfp"] = weighted(apply_segment_matrix(self.km, err).pow(2),
                                     total=True) / self.lfp_var
+        if c.soma > 0:
+            k, top = self.soma_index, c.soma_clip_mv
+            d = (v_hat[:, k, burn_in:].clamp(max=top) - v[:, k, burn_in:].clamp(max=top))
+            parts["soma"] = (d.pow(2) * w).sum() / wsum / self.soma_var
         if c.spike > 0:
             parts["spike"] = F.binary_cross_entropy_with_logits(
                 logit[:, burn_in:], (spikes[:, burn_in:] > 0).float(), pos_weight=self.pos_weight)

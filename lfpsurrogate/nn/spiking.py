@@ -9,12 +9,13 @@ spike-response / GLM models of neurons (Gerstner & Kistler 2002; Pillow et al. 2
     drive(t)  = linear spike score of the inputs + g(t)            g: TCN residual head
     logit(t)  = drive(t) + sum_{k=1..H} h_k s(t-k) - theta          h: spike history filter
     s(t)      = 1 where logit crosses 0 upwards (free-running), else 0
-    vn_s(t)   = [U (z(t) + dz(t))]_s + l_s(t) + sum_{k=0..L-1} W_s,k s(t-k)
+    vn_s(t)   = [U (z(t) + dz(t))]_s + l_s(t) + [s = soma] e(t) + sum_{k=0..L-1} W_s,k s(t-k)
 
 z and l are the linear pathway of ``linear`` (initialised from its closed-form fit, with
 the true spike lags as extra regressors, which also gives the initial spike-triggered
 waveform W of every segment: the action potential at the soma and axon, and its
-back-propagation into the dendrites); dz and g come from a causal TCN on the inputs
+back-propagation into the dendrites); dz, g and the soma's private residual e (when the soma
+carries input slots) come from a causal TCN on the inputs
 (dendritic nonlinearity: NMDA, Ca2+, Ih), initialised at zero. History h gives
 refractoriness and bursts. Training feeds the true spikes back (teacher forcing), or with
 probability ``train.scheduled_sampling`` (ramped over the epochs) the model's own; the
@@ -86,7 +87,10 @@ class SpikingSurrogate(LinearSurrogate):
                          cfg.dilation_base, cfg.dropout, in_proj=cfg.input_proj)
         self.head_z = CausalConv1d(cfg.hidden, self.rank, 1)
         self.head_drive = CausalConv1d(cfg.hidden, 1, 1)
-        for conv in (self.head_z, self.head_drive):
+        # a private residual for the soma (its local term): the rank-r latents are shared by
+        # every segment, and the soma's subthreshold voltage is what times the spikes
+        self.head_soma = CausalConv1d(cfg.hidden, 1, 1)
+        for conv in (self.head_z, self.head_drive, self.head_soma):
             nn.init.zeros_(conv.weight)
             nn.init.zeros_(conv.bias)
         hist = int(round(cfg.spike_history_ms))
@@ -112,6 +116,9 @@ class SpikingSurrogate(LinearSurrogate):
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # checkpoints written before waveform_gain existed add every waveform (gain 1)
         state_dict.setdefault(prefix + "waveform_gain", torch.ones(()))
+        # ... and before the soma's private residual existed, it was zero
+        for name, shape in (("weight", self.head_soma.weight.shape), ("bias", self.head_soma.bias.shape)):
+            state_dict.setdefault(f"{prefix}head_soma.{name}", torch.zeros(shape))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def drive_and_latents(self, xn: torch.Tensor | None,
@@ -123,11 +130,14 @@ class SpikingSurrogate(LinearSurrogate):
         h = self.trunk_hidden(xn, events)
         z = p["z"] + self.head_z(h)
         k, slot = int(self.soma_segment), int(self.soma_input_slot)
+        local = p["local"]
         vsub = torch.einsum("r,brt->bt", self.basis[k], z) + self.b_segment[k]
         if slot >= 0:
-            vsub = vsub + p["local"][:, slot]
+            soma_local = local[:, slot] + self.head_soma(h)[:, 0]
+            local = torch.cat([local[:, :slot], soma_local[:, None], local[:, slot + 1:]], 1)
+            vsub = vsub + soma_local
         drive = self.spike_drive(vsub, p["spike_logit"], h)
-        return {"z": z, "local": p["local"], "vsub": vsub, "drive": drive}
+        return {"z": z, "local": local, "vsub": vsub, "drive": drive}
 
     def trunk_hidden(self, xn: torch.Tensor | None, events: InputEvents | None = None) -> torch.Tensor:
         """The TCN's hidden state from the normalised inputs, or from the input events (its

@@ -337,7 +337,8 @@ def train(config: str | Path | dict | SurrogateConfig, train_data: Dataset, val_
         cfg.loss, n_segments,
         vmem_to_imem=geometry.vmem_to_imem if geometry is not None else None,
         midpoints=geometry.midpoints if geometry is not None else None,
-        lfp_matrix=lfp_matrix, segment_weights=segment_weights, bin_ms=bin_ms)
+        lfp_matrix=lfp_matrix, segment_weights=segment_weights,
+        soma_index=geometry.soma_index if geometry is not None else None, bin_ms=bin_ms)
     opt_state, history, start_epoch, best_loss, bad_epochs, stopped = None, [], 0, math.inf, 0, False
     if resume and has_last:
         opt_state, tensors, meta = load_training_state(last)
