@@ -355,3 +355,27 @@ def test_wide_causal_conv_by_fft_equals_the_direct_convolution():
         assert torch.allclose(got, ref, atol=1e-5 * float(ref.abs().max()))
         ref2 = 2 * (ref - conv.bias[None, :, None]) + conv.bias[None, :, None]
         assert torch.allclose(doubled, ref2, atol=1e-5 * float(ref2.abs().max()))
+
+
+def test_soma_residual_moves_only_the_soma_and_its_spike_drive(spiking_model):
+    """The soma's private TCN residual changes the soma's voltage and the spike drive, and
+    nothing else; checkpoints written before it existed load with it at zero."""
+    geom, model = spiking_model
+    x = torch.poisson(torch.full((1, geom.n_channels, 200), 0.3))
+    silent = torch.zeros(1, 200)
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith("head_soma")}
+    with torch.no_grad():
+        model.soma_gain.fill_(1.0)                    # the drive reads the soma voltage
+        before = model(x, spikes=silent)
+        model.head_soma.bias.fill_(0.5)
+        after = model(x, spikes=silent)
+        model.load_state_dict(state)                  # an older checkpoint: no head_soma
+        again = model(x, spikes=silent)
+        model.soma_gain.fill_(0.0)
+    soma = int(model.soma_segment)
+    dv = (after["v"] - before["v"])[0]
+    assert torch.allclose(dv[soma], 0.5 * model.v_std[soma] * torch.ones(200), atol=1e-4)
+    others = torch.arange(geom.n_segments) != soma
+    assert float(dv[others].abs().max()) < 1e-5
+    assert not torch.allclose(after["spike_logit"], before["spike_logit"])
+    assert torch.equal(again["v"], before["v"]) and float(model.head_soma.bias) == 0.0

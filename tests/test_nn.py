@@ -368,3 +368,31 @@ def test_cosine_schedule_decays_from_lr_to_floor():
     assert all(a > b for a, b in zip(lrs, lrs[1:]))
     const = load_config({"optim": {"lr": 2e-3}})
     assert epoch_lr(const.optim, 5, 11) == 2e-3
+
+
+def test_soma_term_sees_only_the_subthreshold_soma_voltage(data):
+    """The soma term ignores everything above the clip (action potentials) and elsewhere than
+    the soma; below it, a constant error of d mV costs d^2 / var(clipped soma v)."""
+    geom, tr, _ = data
+    v = tr.v[:2].clone()
+    v[:, 3, 40:43] = 20.0                           # a spike at the soma (segment 3)
+    batch = {"v": v, "spikes": torch.zeros(2, 96)}
+    loss = SurrogateLoss(LossConfig(v=0.0, spike=0.0, soma=1.0, soma_clip_mv=-55.0,
+                                    spike_boost=0.0), 12, soma_index=3)
+    loss.fit(v)
+    clipped = v[:, 3].clamp(max=-55.0)
+    assert float(loss.soma_var) == pytest.approx(float(clipped.var()), rel=1e-5)
+    spike_only = v.clone()
+    spike_only[:, 3, 40:43] = -10.0                 # a different spike height: not counted
+    spike_only[:, 5] += 7.0                         # another segment: not counted
+    _, parts = loss({"v": spike_only, "spike_logit": torch.zeros(2, 96)}, batch)
+    assert parts["soma"] == 0.0
+    below = v.clone()
+    below[:, 3] = torch.where(v[:, 3] < -60.0, v[:, 3] + 2.0, v[:, 3])
+    _, parts = loss({"v": below, "spike_logit": torch.zeros(2, 96)}, batch)
+    frac = float((v[:, 3] < -60.0).float().mean())
+    assert parts["soma"] == pytest.approx(4.0 * frac / float(clipped.var()), rel=1e-4)
+    with pytest.raises(ValueError, match="soma's segment"):
+        SurrogateLoss(LossConfig(soma=1.0), 12)
+    with pytest.raises(ValueError, match="not one of the 12 segments"):
+        SurrogateLoss(LossConfig(soma=1.0), 12, soma_index=12)

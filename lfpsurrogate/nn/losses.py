@@ -9,6 +9,11 @@ per segment; imem: mean over segments; dipole and LFP: summed over axes / electr
 relative error of the whole signal, so axes or electrodes with tiny signals get no extra
 weight), so a model that predicts the mean scores ~1 on every term.
 
+The soma term is the MSE of the soma voltage with both prediction and target clipped at
+``soma_clip_mv`` (the action potentials cut off, as Spieler et al. 2024 score soma RMSE), over
+the clipped target's variance: the subthreshold trajectory near threshold is what times the
+spikes, and in the voltage MSE the soma is one segment among hundreds.
+
 Bins are weighted, balanced around somatic spikes: w(t) = 1 + spike_boost if a spike lies
 within spike_window_ms of t, else 1; the first ``burn_in`` bins of each window are ignored.
 """
