@@ -108,6 +108,17 @@ class SpikingSurrogate(LinearSurrogate):
         where = (self.input_segments == soma).nonzero()
         self.register_buffer("soma_segment", torch.tensor(soma))
         self.register_buffer("soma_input_slot", torch.tensor(int(where[0, 0]) if len(where) else -1))
+        # dendritic subunits (hierarchical linear-nonlinear models, Ujfalussy et al. 2018):
+        # f_sj(t) = softplus(3 (a_s vlin_s(t) - theta_sj)) / 3 of each segment's linear
+        # voltage vlin (standardised), read out by one zero-initialised matrix into the
+        # latents, the soma, the drive and (with input_proj) the TCN's projected input
+        self.n_subunits = int(cfg.subunits)
+        if self.n_subunits:
+            n_out = self.rank + 2 + (cfg.input_proj if self.trunk.proj is not None else 0)
+            self.subunit_gain = nn.Parameter(torch.ones(n_segments, 1))
+            self.subunit_threshold = nn.Parameter(
+                torch.arange(1, self.n_subunits + 1, dtype=torch.float32).repeat(n_segments, 1))
+            self.subunit_out = nn.Parameter(torch.zeros(n_out, n_segments * self.n_subunits))
 
     @property
     def receptive_field(self) -> int:
@@ -127,29 +138,47 @@ class SpikingSurrogate(LinearSurrogate):
         voltage (standardised, no spike waveform) and the spike drive (logit units)
         = soma_gain . [vsub(t), vsub(t) - vsub(t-1)] + linear score + TCN head - threshold."""
         p = self.linear_parts(xn, events)
-        h = self.trunk_hidden(xn, events)
-        z = p["z"] + self.head_z(h)
+        sub = self.subunit_terms(p)
+        h = self.trunk_hidden(xn, events, extra=sub.get("proj"))
+        z = p["z"] + self.head_z(h) + sub.get("z", 0.0)
         k, slot = int(self.soma_segment), int(self.soma_input_slot)
         local = p["local"]
         vsub = torch.einsum("r,brt->bt", self.basis[k], z) + self.b_segment[k]
         if slot >= 0:
-            soma_local = local[:, slot] + self.head_soma(h)[:, 0]
+            soma_local = local[:, slot] + self.head_soma(h)[:, 0] + sub.get("soma", 0.0)
             local = torch.cat([local[:, :slot], soma_local[:, None], local[:, slot + 1:]], 1)
             vsub = vsub + soma_local
-        drive = self.spike_drive(vsub, p["spike_logit"], h)
+        drive = self.spike_drive(vsub, p["spike_logit"], h) + sub.get("drive", 0.0)
         return {"z": z, "local": local, "vsub": vsub, "drive": drive}
 
-    def trunk_hidden(self, xn: torch.Tensor | None, events: InputEvents | None = None) -> torch.Tensor:
+    def subunit_terms(self, p: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The dendritic subunits' contributions {z (b, rank, T), soma (b, T), drive (b, T),
+        proj (b, input_proj, T)} from the linear pathway's parts; {} without subunits."""
+        if not self.n_subunits:
+            return {}
+        vlin = self.readout(p["z"], p["local"])                               # (b, S, T)
+        u = vlin[:, :, None] * self.subunit_gain[None, :, :, None] - self.subunit_threshold[None, :, :, None]
+        f = F.softplus(3.0 * u).flatten(1, 2) / 3.0                           # (b, S * n, T)
+        out = torch.matmul(self.subunit_out, f)                                # (b, n_out, T)
+        r = self.rank
+        parts = {"z": out[:, :r], "soma": out[:, r], "drive": out[:, r + 1]}
+        if out.shape[1] > r + 2:
+            parts["proj"] = out[:, r + 2:]
+        return parts
+
+    def trunk_hidden(self, xn: torch.Tensor | None, events: InputEvents | None = None,
+                     extra: torch.Tensor | None = None) -> torch.Tensor:
         """The TCN's hidden state from the normalised inputs, or from the input events (its
-        1x1 input projection summed event by event)."""
-        if events is None:
-            return self.trunk(xn)
-        if self.trunk.proj is None:  # the trunk's first conv needs the dense inputs
-            return self.trunk(self.normalised_dense(events))
+        1x1 input projection summed event by event); ``extra`` is added to the projection."""
         w = self.trunk.proj
-        projected = (pointwise_events(events, w.weight[:, :, 0], self.in_mean, self.in_scale)
-                     + w.bias[None, :, None])
-        return self.trunk(None, projected)
+        if w is None:  # the trunk's first conv needs the dense inputs
+            return self.trunk(xn if events is None else self.normalised_dense(events))
+        if events is None:
+            projected = w(xn)
+        else:
+            projected = (pointwise_events(events, w.weight[:, :, 0], self.in_mean, self.in_scale)
+                         + w.bias[None, :, None])
+        return self.trunk(None, projected if extra is None else projected + extra)
 
     def spike_drive(self, vsub: torch.Tensor, score: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         """(batch, T) logits: soma_gain . [vsub(t), vsub(t) - vsub(t-1)] + linear score + TCN
