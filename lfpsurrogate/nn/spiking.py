@@ -313,7 +313,8 @@ class SpikingSurrogate(LinearSurrogate):
                             tolerance_bins: int = 2, batch: int = 8) -> dict:
         """Set ``spike_threshold`` to the value with the best free-running spike F1 (+-2
         bins, evaluate's definition) on whole ``samples`` (validation data, never test)
-        among those firing within 10 % of the true rate (``calibrate.choose_threshold``).
+        among those firing within 10 % of the true rate (``calibrate.choose_threshold``),
+        searched over a fixed grid and the drive's quantiles (``calibrate.threshold_grid``).
         The drive is computed once:
         the threshold only shifts it. Returns {threshold, f1, rate ratio, grid scores}."""
         from ..evaluate import spike_counts, spike_f1
@@ -330,7 +331,12 @@ class SpikingSurrogate(LinearSurrogate):
             drives.append(self.drive_and_latents(xn)["drive"])
             trues += [np.flatnonzero(np.asarray(s["spikes"]) > 0) for s in part]
         drive = torch.cat(drives)
-        grid = np.arange(-4.0, 8.01, 0.25) if grid is None else np.asarray(grid, float)
+        if grid is None:  # a fixed grid, and the drive's own quantiles (its scale varies)
+            from ..calibrate import threshold_grid
+
+            grid = np.union1d(np.arange(-4.0, 8.01, 0.25),
+                              threshold_grid(list(drive[:, burn:].numpy()), [t[t >= burn] for t in trues]))
+        grid = np.asarray(grid, float)
         n_true = sum(int((t >= burn).sum()) for t in trues)
         scores = {}
         for thr in grid:
