@@ -289,17 +289,6 @@ def test_fine_tuning_starts_from_the_given_weights_and_refuses_another_architect
              "train": {**cfg["train"], "init_from": str(tmp_path / "a" / "last")}}
     with pytest.raises(ValueError, match="hidden"):
         train(other, tr, va, tmp_path / "c", geom, progress=False)
-    # dendritic subunits may be switched on over a checkpoint without them: their readout
-    # starts at zero, so the run starts from the checkpoint's own outputs ...
-    grown = {**cfg, "model": {**cfg["model"], "subunits": 2},
-             "train": {**cfg["train"], "epochs": 1, "init_from": str(tmp_path / "a" / "last")}}
-    sub = train(grown, tr, va, tmp_path / "d", geom, progress=False)
-    assert sub.initial_metrics["val_loss"] == pytest.approx(last_val, rel=1e-5)
-    assert float(sub.model.subunit_out.abs().max()) > 0  # ... and trains them
-    # ... but not switched off again (their weights would be dropped)
-    back = {**cfg, "train": {**cfg["train"], "init_from": str(tmp_path / "d" / "last")}}
-    with pytest.raises(ValueError, match="subunits"):
-        train(back, tr, va, tmp_path / "e", geom, progress=False)
 
 
 def test_evaluator_reports_true_and_predicted_firing_rates(stick):
@@ -366,58 +355,6 @@ def test_wide_causal_conv_by_fft_equals_the_direct_convolution():
         assert torch.allclose(got, ref, atol=1e-5 * float(ref.abs().max()))
         ref2 = 2 * (ref - conv.bias[None, :, None]) + conv.bias[None, :, None]
         assert torch.allclose(doubled, ref2, atol=1e-5 * float(ref2.abs().max()))
-
-
-def test_soma_residual_moves_only_the_soma_and_its_spike_drive(spiking_model):
-    """The soma's private TCN residual changes the soma's voltage and the spike drive, and
-    nothing else; checkpoints written before it existed load with it at zero."""
-    geom, model = spiking_model
-    x = torch.poisson(torch.full((1, geom.n_channels, 200), 0.3))
-    silent = torch.zeros(1, 200)
-    state = {k: v for k, v in model.state_dict().items() if not k.startswith("head_soma")}
-    with torch.no_grad():
-        model.soma_gain.fill_(1.0)                    # the drive reads the soma voltage
-        before = model(x, spikes=silent)
-        model.head_soma.bias.fill_(0.5)
-        after = model(x, spikes=silent)
-        model.load_state_dict(state)                  # an older checkpoint: no head_soma
-        again = model(x, spikes=silent)
-        model.soma_gain.fill_(0.0)
-    soma = int(model.soma_segment)
-    dv = (after["v"] - before["v"])[0]
-    assert torch.allclose(dv[soma], 0.5 * model.v_std[soma] * torch.ones(200), atol=1e-4)
-    others = torch.arange(geom.n_segments) != soma
-    assert float(dv[others].abs().max()) < 1e-5
-    assert not torch.allclose(after["spike_logit"], before["spike_logit"])
-    assert torch.equal(again["v"], before["v"]) and float(model.head_soma.bias) == 0.0
-
-
-def test_subunits_add_a_nonlinear_function_of_each_segments_linear_voltage(spiking_model):
-    """Each subunit reads its own segment's linear voltage (the linear pathway's readout) and
-    responds only above its threshold: softplus(3 (a v - theta)) / 3, summed into the soma by
-    the readout row set here; with the gain turned down below every threshold, silent."""
-    geom, base = spiking_model
-    cfg = {**SMALL, "architecture": "spiking", "subunits": 1}
-    model = build_model(cfg, geom.n_channels, geom.n_segments, geom).eval()
-    model.load_state_dict(base.state_dict(), strict=False)
-    x = torch.poisson(torch.full((1, geom.n_channels, 200), 0.3))
-    xn = (x - model.in_mean[None, :, None]) * model.in_scale[None, :, None]
-    with torch.no_grad():
-        p = model.linear_parts(xn)
-        vlin = model.readout(p["z"], p["local"])             # (1, segment, T), standardised
-        gain = 3.0 / float(vlin.abs().max())                  # |a v| up to 3 thresholds
-        model.subunit_out.zero_()
-        model.subunit_out[model.rank] = 1.0                   # every subunit -> the soma
-        model.subunit_threshold.fill_(1.0)
-        model.subunit_gain.fill_(gain)
-        soma = model.subunit_terms(p)["soma"]
-        model.subunit_gain.fill_(0.01 * gain)
-        quiet = model.subunit_terms(p)["soma"]
-    expect = (torch.nn.functional.softplus(3 * (gain * vlin - 1.0)) / 3).sum(1)
-    assert torch.allclose(soma, expect, atol=1e-4)
-    assert float(soma.max()) > 1.0
-    floor = geom.n_segments * float(torch.nn.functional.softplus(torch.tensor(-2.9))) / 3
-    assert float(quiet.max()) < floor
 
 
 def test_calibration_finds_a_threshold_beyond_the_fixed_grid(spiking_model):

@@ -67,10 +67,6 @@ class ModelConfig:
                                  "(refractoriness, bursts) filter, ms")
     waveform_ms: float = _f(30.0, lo=1.0, doc="spiking: length of each segment's "
                             "spike-triggered voltage waveform, ms")
-    subunits: int = _f(0, lo=0, doc="spiking: nonlinear dendritic subunits per segment "
-                       "(softplus of the segment's linear voltage above learnt thresholds, "
-                       "starting at 1, 2, ... standard deviations), read out into the latents, "
-                       "the soma, the spike drive and the TCN's input; 0: none")
     seed: int = _f(0, lo=0, doc="seed of initialisation and the mmoeex mask")
 
 

@@ -9,13 +9,12 @@ spike-response / GLM models of neurons (Gerstner & Kistler 2002; Pillow et al. 2
     drive(t)  = linear spike score of the inputs + g(t)            g: TCN residual head
     logit(t)  = drive(t) + sum_{k=1..H} h_k s(t-k) - theta          h: spike history filter
     s(t)      = 1 where logit crosses 0 upwards (free-running), else 0
-    vn_s(t)   = [U (z(t) + dz(t))]_s + l_s(t) + [s = soma] e(t) + sum_{k=0..L-1} W_s,k s(t-k)
+    vn_s(t)   = [U (z(t) + dz(t))]_s + l_s(t) + sum_{k=0..L-1} W_s,k s(t-k)
 
 z and l are the linear pathway of ``linear`` (initialised from its closed-form fit, with
 the true spike lags as extra regressors, which also gives the initial spike-triggered
 waveform W of every segment: the action potential at the soma and axon, and its
-back-propagation into the dendrites); dz, g and the soma's private residual e (when the soma
-carries input slots) come from a causal TCN on the inputs
+back-propagation into the dendrites); dz and g come from a causal TCN on the inputs
 (dendritic nonlinearity: NMDA, Ca2+, Ih), initialised at zero. History h gives
 refractoriness and bursts. Training feeds the true spikes back (teacher forcing), or with
 probability ``train.scheduled_sampling`` (ramped over the epochs) the model's own; the
@@ -87,10 +86,7 @@ class SpikingSurrogate(LinearSurrogate):
                          cfg.dilation_base, cfg.dropout, in_proj=cfg.input_proj)
         self.head_z = CausalConv1d(cfg.hidden, self.rank, 1)
         self.head_drive = CausalConv1d(cfg.hidden, 1, 1)
-        # a private residual for the soma (its local term): the rank-r latents are shared by
-        # every segment, and the soma's subthreshold voltage is what times the spikes
-        self.head_soma = CausalConv1d(cfg.hidden, 1, 1)
-        for conv in (self.head_z, self.head_drive, self.head_soma):
+        for conv in (self.head_z, self.head_drive):
             nn.init.zeros_(conv.weight)
             nn.init.zeros_(conv.bias)
         hist = int(round(cfg.spike_history_ms))
@@ -108,17 +104,6 @@ class SpikingSurrogate(LinearSurrogate):
         where = (self.input_segments == soma).nonzero()
         self.register_buffer("soma_segment", torch.tensor(soma))
         self.register_buffer("soma_input_slot", torch.tensor(int(where[0, 0]) if len(where) else -1))
-        # dendritic subunits (hierarchical linear-nonlinear models, Ujfalussy et al. 2018):
-        # f_sj(t) = softplus(3 (a_s vlin_s(t) - theta_sj)) / 3 of each segment's linear
-        # voltage vlin (standardised), read out by one zero-initialised matrix into the
-        # latents, the soma, the drive and (with input_proj) the TCN's projected input
-        self.n_subunits = int(cfg.subunits)
-        if self.n_subunits:
-            n_out = self.rank + 2 + (cfg.input_proj if self.trunk.proj is not None else 0)
-            self.subunit_gain = nn.Parameter(torch.ones(n_segments, 1))
-            self.subunit_threshold = nn.Parameter(
-                torch.arange(1, self.n_subunits + 1, dtype=torch.float32).repeat(n_segments, 1))
-            self.subunit_out = nn.Parameter(torch.zeros(n_out, n_segments * self.n_subunits))
 
     @property
     def receptive_field(self) -> int:
@@ -127,9 +112,6 @@ class SpikingSurrogate(LinearSurrogate):
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # checkpoints written before waveform_gain existed add every waveform (gain 1)
         state_dict.setdefault(prefix + "waveform_gain", torch.ones(()))
-        # ... and before the soma's private residual existed, it was zero
-        for name, shape in (("weight", self.head_soma.weight.shape), ("bias", self.head_soma.bias.shape)):
-            state_dict.setdefault(f"{prefix}head_soma.{name}", torch.zeros(shape))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def drive_and_latents(self, xn: torch.Tensor | None,
@@ -138,47 +120,26 @@ class SpikingSurrogate(LinearSurrogate):
         voltage (standardised, no spike waveform) and the spike drive (logit units)
         = soma_gain . [vsub(t), vsub(t) - vsub(t-1)] + linear score + TCN head - threshold."""
         p = self.linear_parts(xn, events)
-        sub = self.subunit_terms(p)
-        h = self.trunk_hidden(xn, events, extra=sub.get("proj"))
-        z = p["z"] + self.head_z(h) + sub.get("z", 0.0)
+        h = self.trunk_hidden(xn, events)
+        z = p["z"] + self.head_z(h)
         k, slot = int(self.soma_segment), int(self.soma_input_slot)
-        local = p["local"]
         vsub = torch.einsum("r,brt->bt", self.basis[k], z) + self.b_segment[k]
         if slot >= 0:
-            soma_local = local[:, slot] + self.head_soma(h)[:, 0] + sub.get("soma", 0.0)
-            local = torch.cat([local[:, :slot], soma_local[:, None], local[:, slot + 1:]], 1)
-            vsub = vsub + soma_local
-        drive = self.spike_drive(vsub, p["spike_logit"], h) + sub.get("drive", 0.0)
-        return {"z": z, "local": local, "vsub": vsub, "drive": drive}
+            vsub = vsub + p["local"][:, slot]
+        drive = self.spike_drive(vsub, p["spike_logit"], h)
+        return {"z": z, "local": p["local"], "vsub": vsub, "drive": drive}
 
-    def subunit_terms(self, p: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """The dendritic subunits' contributions {z (b, rank, T), soma (b, T), drive (b, T),
-        proj (b, input_proj, T)} from the linear pathway's parts; {} without subunits."""
-        if not self.n_subunits:
-            return {}
-        vlin = self.readout(p["z"], p["local"])                               # (b, S, T)
-        u = vlin[:, :, None] * self.subunit_gain[None, :, :, None] - self.subunit_threshold[None, :, :, None]
-        f = F.softplus(3.0 * u).flatten(1, 2) / 3.0                           # (b, S * n, T)
-        out = torch.matmul(self.subunit_out, f)                                # (b, n_out, T)
-        r = self.rank
-        parts = {"z": out[:, :r], "soma": out[:, r], "drive": out[:, r + 1]}
-        if out.shape[1] > r + 2:
-            parts["proj"] = out[:, r + 2:]
-        return parts
-
-    def trunk_hidden(self, xn: torch.Tensor | None, events: InputEvents | None = None,
-                     extra: torch.Tensor | None = None) -> torch.Tensor:
+    def trunk_hidden(self, xn: torch.Tensor | None, events: InputEvents | None = None) -> torch.Tensor:
         """The TCN's hidden state from the normalised inputs, or from the input events (its
-        1x1 input projection summed event by event); ``extra`` is added to the projection."""
-        w = self.trunk.proj
-        if w is None:  # the trunk's first conv needs the dense inputs
-            return self.trunk(xn if events is None else self.normalised_dense(events))
+        1x1 input projection summed event by event)."""
         if events is None:
-            projected = w(xn)
-        else:
-            projected = (pointwise_events(events, w.weight[:, :, 0], self.in_mean, self.in_scale)
-                         + w.bias[None, :, None])
-        return self.trunk(None, projected if extra is None else projected + extra)
+            return self.trunk(xn)
+        if self.trunk.proj is None:  # the trunk's first conv needs the dense inputs
+            return self.trunk(self.normalised_dense(events))
+        w = self.trunk.proj
+        projected = (pointwise_events(events, w.weight[:, :, 0], self.in_mean, self.in_scale)
+                     + w.bias[None, :, None])
+        return self.trunk(None, projected)
 
     def spike_drive(self, vsub: torch.Tensor, score: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         """(batch, T) logits: soma_gain . [vsub(t), vsub(t) - vsub(t-1)] + linear score + TCN
@@ -334,8 +295,8 @@ class SpikingSurrogate(LinearSurrogate):
         if grid is None:  # a fixed grid, and the drive's own quantiles (its scale varies)
             from ..calibrate import threshold_grid
 
-            grid = np.union1d(np.arange(-4.0, 8.01, 0.25),
-                              threshold_grid(list(drive[:, burn:].numpy()), [t[t >= burn] for t in trues]))
+            grid = np.union1d(np.arange(-4.0, 8.01, 0.25), threshold_grid(
+                list(drive[:, burn:].numpy()), [t[t >= burn] for t in trues]))
         grid = np.asarray(grid, float)
         n_true = sum(int((t >= burn).sum()) for t in trues)
         scores = {}

@@ -275,13 +275,6 @@ def _check_resume(meta: dict, cfg: SurrogateConfig, geometry, data_fingerprint) 
         raise CheckpointError("resume: the data fingerprint differs from the checkpoint's.")
 
 
-# model options that fine-tuning may switch on (from the value given) over a checkpoint
-# without them: the parts they add (named by the prefix) start at zero, so the run starts
-# from the checkpoint's own outputs
-GROWABLE = {"subunits": 0}
-GROWN_PARTS = {"subunits": "subunit_"}
-
-
 def _start_from(model: Surrogate, cfg: SurrogateConfig, fingerprint: str | None) -> None:
     """Load the weights named by ``train.init_from`` (fine-tuning) into a freshly built model."""
     path = Path(cfg.train.init_from).expanduser()
@@ -290,17 +283,11 @@ def _start_from(model: Surrogate, cfg: SurrogateConfig, fingerprint: str | None)
     # options added since the checkpoint was written take their defaults
     was, now = {**asdict(type(cfg.model)()), **meta.get("model", {})}, asdict(cfg.model)
     differ = sorted(k for k in set(was) | set(now) if was.get(k) != now.get(k))
-    grown = [k for k in differ if k in GROWABLE and was[k] == GROWABLE[k]]
-    if set(differ) - set(grown):
+    if differ:
         raise ConfigError(f"train.init_from: {path} was trained with another `model` section "
-                          f"(differs in {differ}); fine-tuning needs the same architecture "
-                          f"(it may only switch on {sorted(GROWABLE)}). Copy its model "
-                          "section into this config.")
-    missing, unexpected = model.load_state_dict(start.state_dict(), strict=not grown)
-    new_parts = tuple(GROWN_PARTS[k] for k in grown)
-    if unexpected or any(not m.startswith(new_parts) for m in missing):
-        raise ConfigError(f"train.init_from: {path}'s weights do not fit this model "
-                          f"(missing {missing}, unexpected {unexpected}).")
+                          f"(differs in {differ}); fine-tuning needs the same architecture. "
+                          "Copy its model section into this config.")
+    model.load_state_dict(start.state_dict())
 
 
 def train(config: str | Path | dict | SurrogateConfig, train_data: Dataset, val_data: Dataset,
