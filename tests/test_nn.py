@@ -298,6 +298,26 @@ def test_resume_continues_exactly(data, tmp_path):
         train(cfg, tr, va, tmp_path / "b", geom, progress=False, resume=True)
 
 
+def test_resume_of_a_checkpoint_from_before_a_new_option(data, tmp_path):
+    """A checkpoint written before an option existed (here: loss.soma, loss.soma_clip_mv)
+    resumes with that option at its default; a real change of the loss is still refused."""
+    import json
+
+    geom, tr, va = data
+    train(train_cfg("ours", epochs=1), tr, va, tmp_path, geom, progress=False)
+    sidecar = tmp_path / "last.json"
+    meta = json.loads(sidecar.read_text())
+    for key in ("soma", "soma_clip_mv"):
+        del meta["config"]["loss"][key]
+    sidecar.write_text(json.dumps(meta))
+    res = train(train_cfg("ours", epochs=2), tr, va, tmp_path, geom, progress=False, resume=True)
+    assert [h["epoch"] for h in res.history] == [1, 2]
+    cfg = train_cfg("ours", epochs=3)
+    cfg["loss"] = {**cfg.get("loss", {}), "soma": 1.0}
+    with pytest.raises(CheckpointError, match="loss"):
+        train(cfg, tr, va, tmp_path, geom, progress=False, resume=True)
+
+
 def test_early_stopping(data, tmp_path, monkeypatch):
     import sys
 

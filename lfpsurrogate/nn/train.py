@@ -262,11 +262,18 @@ def epoch_lr(optim, epoch: int, epochs: int) -> float:
     return low + 0.5 * (optim.lr - low) * (1 + math.cos(math.pi * epoch / (epochs - 1)))
 
 
+def _saved_section(saved: dict | None, now) -> dict:
+    """A config section as a checkpoint recorded it, with the options added since then at
+    their defaults (a checkpoint of an older version names only the options it knew)."""
+    return {**asdict(type(now)()), **(saved or {})}
+
+
 def _check_resume(meta: dict, cfg: SurrogateConfig, geometry, data_fingerprint) -> None:
-    if meta.get("config", {}).get("model") != asdict(cfg.model):
+    saved = meta.get("config", {})
+    if _saved_section(saved.get("model"), cfg.model) != asdict(cfg.model):
         raise CheckpointError("resume: the checkpoint was trained with a different `model` "
                               "section; use the same architecture and sizes or a new out_dir.")
-    if meta.get("config", {}).get("loss") != asdict(cfg.loss):
+    if _saved_section(saved.get("loss"), cfg.loss) != asdict(cfg.loss):
         raise CheckpointError("resume: the `loss` section differs from the checkpoint's.")
     fp = geometry.fingerprint if geometry is not None else None
     if fp and meta.get("cell_fingerprint") not in (None, fp):
@@ -280,8 +287,7 @@ def _start_from(model: Surrogate, cfg: SurrogateConfig, fingerprint: str | None)
     path = Path(cfg.train.init_from).expanduser()
     stem = path / "model" if path.is_dir() else path
     start, meta = load_model(stem, expected_fingerprint=fingerprint)
-    # options added since the checkpoint was written take their defaults
-    was, now = {**asdict(type(cfg.model)()), **meta.get("model", {})}, asdict(cfg.model)
+    was, now = _saved_section(meta.get("model"), cfg.model), asdict(cfg.model)
     differ = sorted(k for k in set(was) | set(now) if was.get(k) != now.get(k))
     if differ:
         raise ConfigError(f"train.init_from: {path} was trained with another `model` section "
