@@ -358,9 +358,10 @@ def test_wide_causal_conv_by_fft_equals_the_direct_convolution():
 
 
 def test_calibration_finds_a_threshold_beyond_the_fixed_grid(spiking_model):
-    """True spikes made by the model itself at a threshold of 10.5 (above the fixed grid,
-    which stops at 8): calibration follows the drive's quantiles and recovers a threshold
-    that fires within 10 % of the true rate, with a high F1."""
+    """True spikes made by the model itself at a threshold of 14.3 (beyond both fixed grids,
+    which stop at 8 and 12 logits, and between their points): calibration follows the
+    drive's quantiles and finds a threshold that fires within 10 % of the true rate, with a
+    high F1."""
     geom, model = spiking_model
     gen = torch.Generator().manual_seed(3)
     x = torch.poisson(torch.full((6, geom.n_channels, 400), 0.3), generator=gen)
@@ -369,8 +370,8 @@ def test_calibration_finds_a_threshold_beyond_the_fixed_grid(spiking_model):
         with torch.no_grad():
             drive = model.drive_and_latents((x - model.in_mean[None, :, None])
                                             * model.in_scale[None, :, None])["drive"]
-            model.b_spike.add_(10.5 - float(torch.quantile(drive[:, 100:], 0.99)))
-            model.spike_threshold.fill_(10.5)
+            model.b_spike.add_(14.3 - float(torch.quantile(drive[:, 100:], 0.99)))
+            model.spike_threshold.fill_(14.3)
             out = model(x)
             model.spike_threshold.fill_(0.0)
         assert 10 < out["spikes"].sum() < 0.05 * out["spikes"].numel()
@@ -382,4 +383,4 @@ def test_calibration_finds_a_threshold_beyond_the_fixed_grid(spiking_model):
             model.b_spike.fill_(old)
             model.spike_threshold.fill_(0.0)
             model.waveform_gain.fill_(1.0)
-    assert rep["threshold"] > 8.0 and abs(rep["rate_ratio"] - 1) <= 0.1 and rep["f1"] > 0.8, rep
+    assert rep["threshold"] > 12.0 and abs(rep["rate_ratio"] - 1) <= 0.1 and rep["f1"] > 0.8, rep
