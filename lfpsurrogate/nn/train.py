@@ -282,18 +282,35 @@ def _check_resume(meta: dict, cfg: SurrogateConfig, geometry, data_fingerprint) 
         raise CheckpointError("resume: the data fingerprint differs from the checkpoint's.")
 
 
+# model options a fine-tune may lengthen: the saved post-spike kernels are zero-padded at
+# their far end (lags the checkpoint never had), so the run starts from the saved model's output
+_LENGTHENABLE = ("spike_history_ms", "waveform_ms")
+
+
 def _start_from(model: Surrogate, cfg: SurrogateConfig, fingerprint: str | None) -> None:
-    """Load the weights named by ``train.init_from`` (fine-tuning) into a freshly built model."""
+    """Load the weights named by ``train.init_from`` (fine-tuning) into a freshly built model.
+    The model section must match, except that ``spike_history_ms`` and ``waveform_ms`` may
+    grow (the saved kernels are zero-padded)."""
     path = Path(cfg.train.init_from).expanduser()
     stem = path / "model" if path.is_dir() else path
     start, meta = load_model(stem, expected_fingerprint=fingerprint)
     was, now = _saved_section(meta.get("model"), cfg.model), asdict(cfg.model)
-    differ = sorted(k for k in set(was) | set(now) if was.get(k) != now.get(k))
+    differ = sorted(k for k in set(was) | set(now) if was.get(k) != now.get(k)
+                    and not (k in _LENGTHENABLE and now.get(k, 0) > was.get(k, 0)))
     if differ:
         raise ConfigError(f"train.init_from: {path} was trained with another `model` section "
-                          f"(differs in {differ}); fine-tuning needs the same architecture. "
+                          f"(differs in {differ}); fine-tuning needs the same architecture "
+                          f"(only {', '.join(_LENGTHENABLE)} may be longer). "
                           "Copy its model section into this config.")
-    model.load_state_dict(start.state_dict())
+    own = model.state_dict()
+    saved = {}
+    for name, value in start.state_dict().items():
+        target = own.get(name)
+        if (target is not None and value.dim() >= 1 and target.shape[:-1] == value.shape[:-1]
+                and target.shape[-1] > value.shape[-1]):
+            value = torch.nn.functional.pad(value, (0, target.shape[-1] - value.shape[-1]))
+        saved[name] = value
+    model.load_state_dict(saved)
 
 
 def train(config: str | Path | dict | SurrogateConfig, train_data: Dataset, val_data: Dataset,
