@@ -291,6 +291,31 @@ def test_fine_tuning_starts_from_the_given_weights_and_refuses_another_architect
         train(other, tr, va, tmp_path / "c", geom, progress=False)
 
 
+def test_fine_tuning_may_lengthen_the_post_spike_kernels_and_starts_from_the_same_output(tmp_path):
+    """init_from with a longer spike_history_ms / waveform_ms: the saved kernels are
+    zero-padded at their far lags, so the new run's first validation scores exactly what the
+    saved model did (with the true spikes and free-running alike); a shorter one is refused."""
+    geom, tr, va = synthetic_datasets(n_segments=10, n_train=16, n_val=6, n_time=160, seed=3)
+    cfg = {"model": {**SMALL, "architecture": "spiking", "spike_history_ms": 6, "waveform_ms": 5},
+           "loss": {"v": 1.0, "spike": 0.1, "imem": 0.1},
+           "train": {"epochs": 1, "batch_size": 4, "stats_windows": 8, "closed_form_stride": 2}}
+    first = train(cfg, tr, va, tmp_path / "a", geom, progress=False)
+    longer = {**cfg, "model": {**cfg["model"], "spike_history_ms": 15, "waveform_ms": 12},
+              "train": {**cfg["train"], "init_from": str(tmp_path / "a" / "last")}}
+    tuned = train({**longer, "optim": {"lr": 1e-12}}, tr, va, tmp_path / "b", geom, progress=False)
+    assert tuned.initial_metrics["val_loss"] == pytest.approx(first.history[-1]["val_loss"], rel=1e-5)
+    assert tuned.model.history.shape == (15,) and tuned.model.waveform.shape == (10, 12)
+    start, _ = load_model(tmp_path / "a" / "last")
+    x = torch.as_tensor(np.asarray(va[0]["inputs"]), dtype=torch.float32)[None]
+    with torch.no_grad():
+        a, b = start(x), tuned.model(x)
+    assert torch.equal(a["spikes"], b["spikes"]) and torch.allclose(a["v"], b["v"], atol=1e-4)
+    shorter = {**cfg, "model": {**cfg["model"], "spike_history_ms": 4},
+               "train": {**cfg["train"], "init_from": str(tmp_path / "a" / "last")}}
+    with pytest.raises(ValueError, match="spike_history_ms"):
+        train(shorter, tr, va, tmp_path / "c", geom, progress=False)
+
+
 def test_evaluator_reports_true_and_predicted_firing_rates(stick):
     ev = Evaluator(stick, burn_in=100, bin_ms=1.0, signals=None)
     n = 1100  # 1000 evaluated bins = 1 s
