@@ -480,7 +480,7 @@ def _run_batches(loaded, source, mats, fwd, signals, batch_size, return_tensors,
             else:
                 out = model(_dense(x))
                 v, logit = out["v"], out["spike_logit"]
-                if not return_tensors and not torch.isfinite(v).all():
+                if not return_tensors and not all_finite(v):
                     raise FloatingPointError(
                         f"the surrogate produced non-finite voltages for cells {b}..{b + n - 1}; "
                         "the inputs are probably far outside its training range.")
@@ -498,11 +498,20 @@ def _run_batches(loaded, source, mats, fwd, signals, batch_size, return_tensors,
         if want_v:
             result["v"] = torch.cat(outs["v"])
     for key, val in list(result.items()) + [("spike logit", logit)]:
-        if not torch.isfinite(val).all():
+        if not all_finite(val):
             raise FloatingPointError(f"the surrogate's {key} is not finite; the inputs are "
                                      "probably far outside its training range, or the model's "
                                      "weights are not finite.")
     return result, p_cell, logit
+
+
+def all_finite(t) -> bool:
+    """True when a tensor holds no NaN or inf. One reduction: a finite sum proves it (a NaN
+    or inf makes the sum non-finite); only a non-finite sum (or a finite-value overflow)
+    needs the element-wise check, which costs about six times as much on large outputs."""
+    import torch
+
+    return bool(torch.isfinite(t.sum())) or bool(torch.isfinite(t).all())
 
 
 def _to_device(x, dev):
@@ -644,10 +653,11 @@ def _to_dataset(fwd, result, p_cell, logit, signals, geometry, loaded, n_bins, t
 
     if time is None:
         time = np.arange(n_bins) * bin_ms
-    data = {k: result[k].detach().cpu().double().numpy() for k in ("lfp", "eeg", "meg", "dipole")
-            if k in result and k in signals}
-    ds = fwd._dataset(data, p_cell.detach().cpu().double().numpy() if p_cell.shape[0] > 1 else None,
-                      time, "v")
+    def f64(t):  # numpy's float64 cast of the float32 array: ~3x faster than torch's .double()
+        return t.detach().cpu().numpy().astype(np.float64)
+
+    data = {k: f64(result[k]) for k in ("lfp", "eeg", "meg", "dipole") if k in result and k in signals}
+    ds = fwd._dataset(data, f64(p_cell) if p_cell.shape[0] > 1 else None, time, "v")
     if "v" in signals or "imem" in signals:
         v = result["v"].detach().cpu().numpy()
         if "v" in signals:

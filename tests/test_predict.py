@@ -331,3 +331,21 @@ def test_one_position_for_a_population_is_broadcast(model_dir):
     each = predict_lfp(rates=spec, model=model_dir, positions=[[60.0, 0, 0]] * 2,
                        rotations=[[0, 0, 0.5]] * 2, signals=("lfp",))
     np.testing.assert_allclose(one["lfp"].values, each["lfp"].values, rtol=1e-6)
+
+
+def test_all_finite_catches_every_non_finite_value_and_not_an_overflowing_sum():
+    """predict_lfp's output guard: one reduction first, the element-wise check only when the
+    sum is not finite; a NaN, an inf or a +inf/-inf pair anywhere is caught, and finite
+    values whose float32 sum overflows are not mistaken for non-finite ones."""
+    import torch
+
+    from lfpsurrogate.predict import all_finite
+
+    x = torch.randn(3, 1000)
+    assert all_finite(x)
+    for bad in ([float("nan")], [float("inf")], [float("-inf")], [float("inf"), float("-inf")]):
+        y = x.clone()
+        y.view(-1)[torch.tensor([17, 2900][:len(bad)])] = torch.tensor(bad)
+        assert not all_finite(y), bad
+    big = torch.full((4,), 3e38)
+    assert not torch.isfinite(big.sum()) and all_finite(big)
