@@ -58,20 +58,12 @@ def main() -> None:
     ap.add_argument("--n-samples", type=int, default=60)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
-    from pathlib import Path
-
     from lfpsurrogate.data import store_geometry
+    from lfpsurrogate.modelfolder import load_surrogate
 
     torch.set_num_threads(args.threads)
     geometry = store_geometry(args.data)
-    if Path(args.model + ".safetensors").exists():
-        from lfpsurrogate.nn.checkpoint import load_model
-
-        model, _ = load_model(args.model, expected_fingerprint=geometry.fingerprint)
-    else:
-        from lfpsurrogate.modelfolder import load_surrogate
-
-        model = load_surrogate(args.model, geometry=geometry).model
+    model = load_surrogate(args.model, geometry=geometry).model  # folder, name or checkpoint
     scores = teacher_forced_scores(model.eval(), geometry, args.data, args.splits, args.n_samples)
     print(json.dumps(scores, indent=1))
 

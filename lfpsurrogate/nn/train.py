@@ -282,9 +282,10 @@ def _check_resume(meta: dict, cfg: SurrogateConfig, geometry, data_fingerprint) 
         raise CheckpointError("resume: the data fingerprint differs from the checkpoint's.")
 
 
-# model options a fine-tune may lengthen: the saved post-spike kernels are zero-padded at
-# their far end (lags the checkpoint never had), so the run starts from the saved model's output
-_LENGTHENABLE = ("spike_history_ms", "waveform_ms")
+# model options a fine-tune may lengthen, and the post-spike kernel each sizes: the saved
+# kernel is zero-padded at its far end (lags the checkpoint never had), so the run starts
+# from the saved model's output
+_LENGTHENABLE = {"spike_history_ms": "history", "waveform_ms": "waveform"}
 
 
 def _start_from(model: Surrogate, cfg: SurrogateConfig, fingerprint: str | None) -> None:
@@ -302,14 +303,11 @@ def _start_from(model: Surrogate, cfg: SurrogateConfig, fingerprint: str | None)
                           f"(differs in {differ}); fine-tuning needs the same architecture "
                           f"(only {', '.join(_LENGTHENABLE)} may be longer). "
                           "Copy its model section into this config.")
-    own = model.state_dict()
-    saved = {}
-    for name, value in start.state_dict().items():
-        target = own.get(name)
-        if (target is not None and value.dim() >= 1 and target.shape[:-1] == value.shape[:-1]
-                and target.shape[-1] > value.shape[-1]):
-            value = torch.nn.functional.pad(value, (0, target.shape[-1] - value.shape[-1]))
-        saved[name] = value
+    saved, own = start.state_dict(), model.state_dict()
+    for option, name in _LENGTHENABLE.items():
+        if now.get(option) != was.get(option):
+            extra = own[name].shape[-1] - saved[name].shape[-1]
+            saved[name] = torch.nn.functional.pad(saved[name], (0, extra))
     model.load_state_dict(saved)
 
 
