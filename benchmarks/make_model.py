@@ -22,6 +22,8 @@ from lfpsurrogate.evaluate import evaluate
 from lfpsurrogate.export import input_rate_range
 from lfpsurrogate.modelfolder import export_model_folder, models_root, write_manifest
 
+RELIABILITY = Path(__file__).parent / "results" / "spike_reliability.json"
+
 KEYS = ["soma_rmse_mv", "spike_auc", "spike_f1", "firing_rate_true_hz", "firing_rate_predicted_hz",
         "v_rmse_mv_median", "v_explained_variance_median", "imem_r_median", "dipole_r",
         "lfp_r_median", "eeg_r_median", "meg_r_median", "lfp_rel_rmse", "eeg_rel_rmse"]
@@ -76,6 +78,25 @@ def limits_text(sidecar: dict, metrics: dict) -> str:
                 f"is the part to improve (more data, a deeper drive network, a GPU).")
     return (f"- Spike F1 on test is {f1:.2f} (+-2 ms); spikes at wrong times add their waveform "
             f"errors to v and to every signal.")
+
+
+def reliability_text(path: Path = RELIABILITY) -> str:
+    """A known limit for scale: how far the detailed cell itself moves under slightly
+    perturbed input (benchmarks/spike_reliability.py's result), or '' when not measured."""
+    if not path.is_file():
+        return ""
+    rel = json.loads(path.read_text())
+    rows = rel["cell_vs_perturbed_self"]
+    small, large = rows["0.1% of events removed"], rows["1% of events removed"]
+    return (f"\n- **For scale, the cell against itself:** re-simulated in NEURON with 0.1 % of its "
+            f"input events removed at random, the detailed cell scores spike F1 "
+            f"{small['spike_f1']:.2f}, soma RMSE {small['soma_rmse_mv']:.2f} mV, LFP r "
+            f"{small['lfp_r_median']:.2f}, MEG r {small['meg_r_median']:.2f} against its own "
+            f"run; with 1 % removed, F1 {large['spike_f1']:.2f}, soma RMSE "
+            f"{large['soma_rmse_mv']:.2f} mV, LFP r {large['lfp_r_median']:.2f}, MEG r "
+            f"{large['meg_r_median']:.2f} ({len(rel['samples'])} test samples, "
+            f"`benchmarks/spike_reliability.py`): spike timing and the MEG are this sensitive "
+            f"to small changes of the input.")
 
 
 def training_stores(sidecar: dict, data: str) -> list[str]:
@@ -170,7 +191,7 @@ on the four-sphere head; MEG: radial magnetometers (`probes/meg-radial.yaml`).
 ```
 
 ## Known limits
-{limits_text(sidecar, metrics)}
+{limits_text(sidecar, metrics)}{reliability_text()}
 - Trained on {train_seconds(infos, sidecar):.0f} s of one cell under the protocols above; inputs
   far from them (rates, synchrony) are extrapolation. See the shift column.
 - 1 ms resolution: spike waveforms are bin averages.
