@@ -45,8 +45,9 @@ def spike_text(sidecar: dict) -> str:
                    if cal.get("waveform_gain", 1.0) else
                    "its spikes are reported but their waveforms are not added to v "
                    "(`waveform_gain` 0, see Known limits). ")
-                + f"The threshold is the one with the best free-running spike F1 on the "
-                f"validation split among those firing within 10 % of the true rate "
+                + f"The threshold was chosen on the validation split: among those firing "
+                f"within 10 % of the true rate and with a free-running spike F1 within 0.01 of "
+                f"the best, the one with the closest rate "
                 f"(`calibrate.choose_threshold`; F1 {cal['f1']:.3f} there, predicted/true rate "
                 f"{cal['rate_ratio']:.2f}); the sidecar's post-hoc logit threshold is 0.")
     return (f"Spikes are called where the spike logit crosses "

@@ -430,9 +430,9 @@ class Evaluator:
 
     def best_spike_threshold(self, grid: np.ndarray | None = None) -> float:
         """The logit threshold of :func:`lfpsurrogate.calibrate.best_threshold` over the
-        samples added so far: the best spike F1 with the firing rate within 10 % of the
-        truth where possible (the BCE pos_weight leaves the logit biased towards spikes,
-        so 0 over-calls them)."""
+        samples added so far: the best spike F1 (ties within 0.01: the closer rate) with the
+        firing rate within 10 % of the truth where possible (the BCE pos_weight leaves the
+        logit biased towards spikes, so 0 over-calls them)."""
         from .calibrate import best_threshold
 
         grid = None if grid is None else np.asarray(grid, float)

@@ -272,9 +272,10 @@ class SpikingSurrogate(LinearSurrogate):
     @torch.no_grad()
     def calibrate_threshold(self, samples, grid=None, burn_in: int | None = None,
                             tolerance_bins: int = 2, batch: int = 8) -> dict:
-        """Set ``spike_threshold`` to the value with the best free-running spike F1 (+-2
-        bins, evaluate's definition) on whole ``samples`` (validation data, never test)
-        among those firing within 10 % of the true rate (``calibrate.choose_threshold``),
+        """Set ``spike_threshold`` by its free-running spike F1 (+-2 bins, evaluate's
+        definition) and firing rate on whole ``samples`` (validation data, never test):
+        among thresholds firing within 10 % of the true rate, those within 0.01 of the best
+        F1, and of them the closest rate (``calibrate.choose_threshold``),
         searched over a fixed grid and the drive's quantiles (``calibrate.threshold_grid``).
         The drive is computed once:
         the threshold only shifts it. Returns {threshold, f1, rate ratio, grid scores}."""
