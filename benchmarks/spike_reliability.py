@@ -32,6 +32,7 @@ PERTURBATIONS = {
     "none (re-run)": ("drop", 0),
     "1 event removed": ("drop", 1),
     "0.1% of events removed": ("drop", 0.001),
+    "0.3% of events removed": ("drop", 0.003),
     "1% of events removed": ("drop", 0.01),
     "1% of events 1 ms later": ("shift", 0.01),
     "10% of events removed": ("drop", 0.1),
