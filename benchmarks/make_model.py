@@ -51,8 +51,8 @@ def spike_text(sidecar: dict) -> str:
                 f"(`calibrate.choose_threshold`; F1 {cal['f1']:.3f} there, predicted/true rate "
                 f"{cal['rate_ratio']:.2f}); the sidecar's post-hoc logit threshold is 0.")
     return (f"Spikes are called where the spike logit crosses "
-            f"{sidecar.get('spike_logit_threshold', 0.0):.2f} upwards: the threshold with the best "
-            f"spike F1 on the validation split.")
+            f"{sidecar.get('spike_logit_threshold', 0.0):.2f} upwards: the threshold chosen on the "
+            f"validation split by spike F1 and firing rate (`calibrate.choose_threshold`).")
 
 
 def start_text(sidecar: dict) -> str:
@@ -81,21 +81,24 @@ def limits_text(sidecar: dict, metrics: dict) -> str:
             f"errors to v and to every signal.")
 
 
-def reliability_text(path: Path = RELIABILITY) -> str:
+def reliability_text(fingerprint: str, path: Path = RELIABILITY) -> str:
     """A known limit for scale: how far the detailed cell itself moves under slightly
-    perturbed input (benchmarks/spike_reliability.py's result), or '' when not measured."""
+    perturbed input (benchmarks/spike_reliability.py's result for the cell of fingerprint
+    ``fingerprint``), or '' when not measured for that cell."""
     if not path.is_file():
         return ""
     rel = json.loads(path.read_text())
-    rows = rel["cell_vs_perturbed_self"]
-    small, large = rows["0.1% of events removed"], rows["1% of events removed"]
+    rows = rel.get("cell_vs_perturbed_self", {})
+    small, large = rows.get("0.1% of events removed"), rows.get("1% of events removed")
+    if rel.get("cell_fingerprint") != fingerprint or not small or not large:
+        return ""
     return (f"\n- **For scale, the cell against itself:** re-simulated in NEURON with 0.1 % of its "
             f"input events removed at random, the detailed cell scores spike F1 "
             f"{small['spike_f1']:.2f}, soma RMSE {small['soma_rmse_mv']:.2f} mV, LFP r "
             f"{small['lfp_r_median']:.2f}, MEG r {small['meg_r_median']:.2f} against its own "
             f"run; with 1 % removed, F1 {large['spike_f1']:.2f}, soma RMSE "
             f"{large['soma_rmse_mv']:.2f} mV, LFP r {large['lfp_r_median']:.2f}, MEG r "
-            f"{large['meg_r_median']:.2f} ({len(rel['samples'])} test samples, "
+            f"{large['meg_r_median']:.2f} ({len(rel['samples'])} {rel['split']} samples, "
             f"`benchmarks/spike_reliability.py`): spike timing and the MEG are this sensitive "
             f"to small changes of the input.")
 
@@ -192,7 +195,7 @@ on the four-sphere head; MEG: radial magnetometers (`probes/meg-radial.yaml`).
 ```
 
 ## Known limits
-{limits_text(sidecar, metrics)}{reliability_text()}
+{limits_text(sidecar, metrics)}{reliability_text(sidecar.get('cell_fingerprint', ''))}
 - Trained on {train_seconds(infos, sidecar):.0f} s of one cell under the protocols above; inputs
   far from them (rates, synchrony) are extrapolation. See the shift column.
 - 1 ms resolution: spike waveforms are bin averages.
@@ -210,7 +213,7 @@ def main() -> None:
     args = ap.parse_args()
     config_text = Path(args.config).read_text()  # read first: --config may lie in the folder
     geom = store_geometry(args.data)
-    # the spike threshold with the best F1 on the validation split (never on test); a
+    # the spike threshold chosen on the validation split (never on test; F1 and rate); a
     # spiking model gets it inside its feedback loop (a calibrated checkpoint is written)
     best, threshold, calibration = calibrate_for_export(Path(args.run) / args.checkpoint,
                                                         args.data, geom)

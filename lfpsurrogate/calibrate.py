@@ -1,5 +1,7 @@
-"""Spike-threshold calibration: the spike-logit threshold with the best spike F1 on a
-held-out split (the validation split by default, never the test split).
+"""Spike-threshold calibration: the spike-logit threshold chosen on a held-out split (the
+validation split by default, never the test split) by its spike F1 and firing rate
+(:func:`choose_threshold`: the best F1 with the rate within 10 % of the truth, an F1 within
+0.01 of the best counting as a tie that the closer rate decides).
 
 Training weights the spike loss (BCE ``pos_weight``) towards the rare spikes, which biases
 the logit upwards: calling a spike at logit 0 (p = 0.5) over-calls them (an exported model
@@ -31,7 +33,7 @@ def choose_threshold(scores: dict[float, tuple[float, float]],
     count)}: among thresholds whose firing rate is within ``rate_tolerance`` of the truth,
     those with an F1 within ``f1_tolerance`` of the best, and of them the closest rate
     (ties: the better F1, then the earlier threshold); where no rate is within the
-    tolerance, the closest rate (ties: the better F1). A rate off by 7 % for 0.002 of F1
+    tolerance, the closest rate (ties: the better F1). A rate off by 7 % for 0.007 of F1
     is a bad trade: population signals and networks of surrogates add up every cell's
     spikes, and recurrent networks amplify a rate error. None when no F1 is defined."""
     ok = [(t, f1, r) for t, (f1, r) in scores.items() if f1 is not None and not math.isnan(f1)]
@@ -116,7 +118,8 @@ def best_threshold(logits, spikes, grid=None, tolerance_ms: float = 2.0,
 def calibrate_spike_threshold(model, store: str | Path, split: str = "val", *,
                               batch_size: int = 4, device: str = "cpu") -> float:
     """The spike-logit threshold of ``model`` (a torch module, called through its forward)
-    with the best spike F1 on ``split`` of ``store``; 0.0 when the split has no spikes."""
+    chosen on ``split`` of ``store`` by :func:`best_threshold` (F1 and firing rate, see
+    :func:`choose_threshold`); 0.0 when the split has no spikes."""
     from .data import store_params
 
     logits, spikes, _ = spike_logits(model, store, split, batch_size=batch_size, device=device)

@@ -21,7 +21,8 @@ Definitions (x = truth, y = prediction, per channel over pooled bins):
   somatic spike), Mann–Whitney rank statistic with tied scores given their mean rank.
 - ``spike_f1``: predicted spikes are the bins where the logit crosses the model's
   ``spike_logit_threshold`` upwards (0, i.e. p = 0.5, unless the model folder sets one,
-  calibrated on the validation split for the best F1); they are matched one-to-one to the true spikes when the two bins
+  calibrated on the validation split by F1 and firing rate, ``calibrate.choose_threshold``);
+  they are matched one-to-one to the true spikes when the two bins
   differ by at most 2 ms (times on the bin grid: a spike in bin k is at k·bin_ms).
   F1 = 2 TP / (2 TP + FP + FN); undefined (null) when there are no true and no predicted
   spikes. A prediction matched to a true spike inside the burn-in counts neither way.

@@ -53,7 +53,9 @@ training: {sidecar.get('input_rate_hz')} Hz (predict_lfp warns beyond 3x outside
 
 ## Spike threshold
 Spikes are called where the spike logit crosses {sidecar.get('spike_logit_threshold'):.2f}
-upwards: the threshold with the best spike F1 on the validation split (never the test split).
+upwards: the threshold chosen on the validation split (never the test split): the best spike F1
+with the firing rate within 10 % of the true one, an F1 within 0.01 of the best counting as a
+tie that the closer rate decides (`calibrate.choose_threshold`).
 
 ## Held-out metrics (free-running; `metrics.json` holds every key)
 | metric | {head} |

@@ -160,8 +160,17 @@ def test_threshold_choice_treats_f1_within_a_hundredth_as_a_tie():
               3.25: (0.1251, 0.926), 3.39: (0.1180, 0.863), 3.5: (0.1227, 0.826)}
     assert choose_threshold(scores) == 3.102
     assert choose_threshold(scores, f1_tolerance=0.0) == 3.25
-    # a real F1 difference is not traded for rate: 0.02 below the best is out
-    assert choose_threshold({1.0: (0.20, 0.93), 2.0: (0.18, 1.0)}) == 1.0
+    # the tolerance is 0.01: 0.008 below the best is a tie, 0.012 below is not
+    assert choose_threshold({1.0: (0.200, 0.93), 2.0: (0.192, 1.0)}) == 2.0
+    assert choose_threshold({1.0: (0.200, 0.93), 2.0: (0.188, 1.0)}) == 1.0
+    # the best F1 is taken among rates within 10 % only: a threshold firing 50 % too often
+    # with F1 0.30 does not raise the bar (else none would be left and the closest rate
+    # over all, 3.0, would win)
+    assert choose_threshold({0.5: (0.30, 1.5), 1.0: (0.20, 0.92), 2.0: (0.195, 0.95),
+                             3.0: (0.10, 0.99)}) == 2.0
+    # equal rates: the better F1, whatever the order
+    assert choose_threshold({1.0: (0.195, 1.04), 2.0: (0.200, 1.04)}) == 2.0
+    assert choose_threshold({1.0: (0.200, 1.04), 2.0: (0.195, 1.04)}) == 1.0
 
 
 def test_threshold_choice_keeps_the_firing_rate_within_ten_percent():

@@ -37,7 +37,8 @@ def main() -> None:
     ap.add_argument("--splits", default="test,shift")
     ap.add_argument("--calibrate", action="append", default=[],
                     help="NAME of a model whose spike logit threshold is set on the val split "
-                    "(best F1) before scoring; others use their folder's threshold or 0")
+                    "(calibrate.choose_threshold: F1 and rate) before scoring; others use their "
+                    "folder's threshold or 0")
     args = ap.parse_args()
     out = Path(args.out)
     results = json.loads(out.read_text()) if out.exists() else {}
