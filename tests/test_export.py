@@ -83,13 +83,16 @@ def test_export_cli_writes_a_loadable_model_folder(trained_run):
     assert res.returncode == 0, res.stderr[-3000:]
     summary = json.loads(res.stdout)
     thr = calibrate_spike_threshold(model, store, "val")
-    assert summary["spike_logit_threshold"] == thr
+    # the chosen threshold may be a quantile of the logits, whose last float32 bits depend
+    # on the torch thread count (the CLI's process vs this one's)
+    assert summary["spike_logit_threshold"] == pytest.approx(thr, rel=1e-6)
     sidecar = json.loads((out / "model.json").read_text())
-    assert sidecar["spike_logit_threshold"] == thr
+    assert sidecar["spike_logit_threshold"] == summary["spike_logit_threshold"]
     lo, hi = sidecar["input_rate_hz"]
     assert 0 < lo <= hi
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["test"]["spike_logit_threshold"] == thr and metrics["test"]["split"] == "test"
+    assert metrics["test"]["spike_logit_threshold"] == summary["spike_logit_threshold"]
+    assert metrics["test"]["split"] == "test"
     card = (out / "README.md").read_text()
     assert "l5like" in card and f"{thr:.2f}" in card and "validation split" in card
     assert (out / "MANIFEST.json").is_file()

@@ -409,3 +409,39 @@ def test_calibration_finds_a_threshold_beyond_the_fixed_grid(spiking_model):
             model.spike_threshold.fill_(0.0)
             model.waveform_gain.fill_(1.0)
     assert rep["threshold"] > 12.0 and abs(rep["rate_ratio"] - 1) <= 0.1 and rep["f1"] > 0.8, rep
+
+
+def test_validation_scores_a_spiking_models_voltages_without_its_spike_waveforms(spiking_model):
+    """In-loop validation scores the voltages an exported model gives (waveforms off, as the
+    calibration has chosen for every model so far), so they do not move with the
+    uncalibrated spike timing of an epoch; the model's own gain is restored afterwards."""
+    from torch.utils.data import DataLoader
+
+    from lfpsurrogate.nn import evaluate_batches
+    from lfpsurrogate.nn.config import LossConfig
+    from lfpsurrogate.nn.losses import SurrogateLoss
+    from lfpsurrogate.nn.synthetic import synthetic_windows, WindowTensors
+
+    geom, model = spiking_model
+    val = WindowTensors(**synthetic_windows(geom, 4, 300, seed=3))
+    loader = DataLoader(val, batch_size=2)
+    loss = SurrogateLoss(LossConfig(v=1.0, spike=1.0), geom.n_segments)
+    x = torch.stack([torch.as_tensor(val[i]["inputs"]) for i in range(4)])
+    scores, n_spikes = [], []
+    for threshold in (-2.0, 0.0):
+        model.spike_threshold.fill_(threshold)
+        with torch.no_grad():
+            n_spikes.append(float(model(x)["spikes"].sum()))
+        scores.append(evaluate_batches(model, loader, loss, 20, torch.device("cpu")))
+    model.spike_threshold.fill_(0.0)
+    assert n_spikes[0] > n_spikes[1] > 0 and float(model.waveform_gain) == 1.0
+    for key in ("v_rmse_mv", "v_corr", "loss_v"):
+        assert scores[0][key] == pytest.approx(scores[1][key], rel=1e-6), key
+    # and they are the spike-free voltages' figures, not those with the waveforms added
+    with torch.no_grad():
+        silent = model(x, spikes=torch.zeros(4, 300))["v"][..., 20:]
+        fired = model(x)["v"][..., 20:]
+    v_true = torch.stack([torch.as_tensor(val[i]["v"]) for i in range(4)])[..., 20:]
+    rmse = lambda v: float((v - v_true).pow(2).mean().sqrt())  # noqa: E731
+    assert scores[0]["v_rmse_mv"] == pytest.approx(rmse(silent), rel=1e-4)
+    assert abs(rmse(fired) - rmse(silent)) > 1e-3

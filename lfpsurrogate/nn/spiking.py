@@ -22,6 +22,7 @@ forward pass without ``spikes`` runs free, as evaluation and prediction do.
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 
@@ -71,6 +72,22 @@ def free_run(drive: torch.Tensor, history: torch.Tensor) -> tuple[torch.Tensor, 
         logit = torch.from_numpy(logit).to(drive.device, drive.dtype)
         spikes = torch.from_numpy(spikes).to(drive.device, drive.dtype)
     return logit, spikes
+
+
+@contextlib.contextmanager
+def waveforms_off(model):
+    """Within the block, a free-running ``spiking`` model does not add its spikes' waveforms
+    to v (``waveform_gain`` 0; restored on exit). Other models are left as they are."""
+    gain = getattr(model, "waveform_gain", None)
+    if gain is None:
+        yield model
+        return
+    old = gain.detach().clone()
+    gain.fill_(0.0)
+    try:
+        yield model
+    finally:
+        gain.copy_(old)
 
 
 class SpikingSurrogate(LinearSurrogate):

@@ -199,7 +199,20 @@ def evaluate_batches(model: Surrogate, loader, loss_fn: SurrogateLoss, burn_in: 
                      device: torch.device, env: _Dist | None = None, autocast=contextlib.nullcontext
                      ) -> dict[str, float]:
     """Validation metrics over a loader: loss (and its terms), v_rmse_mv, v_corr, imem_corr,
-    dipole_corr (mean Pearson r over segments / axes), spike_auc. All after burn-in."""
+    dipole_corr (mean Pearson r over segments / axes), spike_auc. All after burn-in.
+
+    Free-running. A ``spiking`` model is scored with its spike waveforms off: its threshold
+    is only calibrated after training, and the calibration has switched the waveforms off
+    for every model so far (spikes at wrong times add whole action potentials of error), so
+    the voltages scored here, and the `best` checkpoint chosen on them, are those an
+    exported model gives, whatever the uncalibrated spike timing of this epoch."""
+    from .spiking import waveforms_off
+
+    with waveforms_off(model):
+        return _evaluate_batches(model, loader, loss_fn, burn_in, device, env, autocast)
+
+
+def _evaluate_batches(model, loader, loss_fn, burn_in, device, env, autocast) -> dict[str, float]:
     env = env or _Dist()
     model.eval()
     sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss*n, n, sq err, count
