@@ -70,27 +70,6 @@ def _simulate(job: tuple) -> tuple:
     return key, ds.v.values.astype(np.float32), np.asarray(ds.spikes.values)
 
 
-def spike_bins(per_bin: np.ndarray) -> np.ndarray:
-    """Spike counts per bin -> the bin of every spike (repeated where a bin holds several)."""
-    per_bin = np.asarray(per_bin).astype(np.int64)
-    nz = np.flatnonzero(per_bin > 0)
-    return np.repeat(nz, per_bin[nz])
-
-
-def spike_matches(twin: np.ndarray, true: np.ndarray, burn_in: int,
-                  tolerance_bins: int) -> tuple[int, int, int]:
-    """(TP, FP, FN) of the twin's spike bins against the true ones, as `evaluate` counts
-    them: spikes after burn-in, matched one-to-one within +-tolerance_bins."""
-    from lfpsurrogate.evaluate import match_spikes
-
-    twin = twin[twin >= burn_in]
-    true = true[true >= burn_in - tolerance_bins]
-    pairs = match_spikes(twin, true, tolerance_bins)
-    counted = true >= burn_in
-    tp = sum(1 for _, ti in pairs if counted[ti])
-    return tp, len(twin) - len(pairs), int(counted.sum()) - tp
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", required=True, help="zarr store (its cell is re-simulated)")
@@ -107,7 +86,8 @@ def main() -> None:
 
     from lfpsurrogate.data import split_samples, store_geometry, store_params
     from lfpsurrogate.evaluate import (SPIKE_TOLERANCE_MS, Evaluator, _tolerance_bins,
-                                       evaluate, signal_matrices, spike_f1)
+                                       _true_spike_bins, evaluate, match_counts,
+                                       signal_matrices, spike_f1)
 
     params = store_params(args.data)
     geometry = store_geometry(args.data)
@@ -134,9 +114,9 @@ def main() -> None:
     t0 = time.perf_counter()
     with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
         for (name, i), v, per_bin in pool.map(_simulate, jobs):
-            twin, true = spike_bins(per_bin), spike_bins(g["spikes"][i])
+            twin, true = _true_spike_bins(per_bin), _true_spike_bins(g["spikes"][i])
             evals[name].add(v, np.asarray(g["v"][i]))
-            matches[name] += spike_matches(twin, true, burn, tol)
+            matches[name] += match_counts(twin, true, burn, tol)
             print(f"sample {i}, {name}: {len(twin)} spikes (true {len(true)})", flush=True)
     wall = time.perf_counter() - t0
     rows = {}

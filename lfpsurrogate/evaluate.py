@@ -191,7 +191,16 @@ def _tolerance_bins(tolerance_ms: float, bin_ms: float) -> int:
 def spike_counts(logit: np.ndarray, true_bins: Sequence[int], burn_in: int,
                  tolerance_bins: int) -> tuple[int, int, int]:
     """(TP, FP, FN) of one sample after burn-in (see the module docstring)."""
-    pred = spike_onsets(logit, start=max(burn_in, 1))
+    return match_counts(spike_onsets(logit, start=max(burn_in, 1)), true_bins, burn_in,
+                        tolerance_bins)
+
+
+def match_counts(pred_bins: Sequence[int], true_bins: Sequence[int], burn_in: int,
+                 tolerance_bins: int) -> tuple[int, int, int]:
+    """(TP, FP, FN) of predicted against true spike bins after burn-in, matched one-to-one
+    within +-tolerance_bins (what :func:`spike_counts` counts for a logit's onsets)."""
+    pred = np.asarray(pred_bins, dtype=np.int64)
+    pred = pred[pred >= burn_in]
     true = np.sort(np.asarray(true_bins, dtype=np.int64))
     true = true[true >= burn_in - tolerance_bins]  # earlier ones cannot match anything counted
     pairs = match_spikes(pred, true, tolerance_bins)

@@ -631,6 +631,23 @@ def test_best_spike_threshold_pools_the_samples(stick):
 
 
 # ---- issue 15b: boundaries by hand, streaming far from zero, a hand-written store --------
+def test_match_counts_scores_given_spike_bins_as_spike_counts_scores_onsets():
+    """Spike bins of a re-simulation (benchmarks/spike_reliability.py) are counted as
+    evaluate counts a logit's onsets: predictions in the burn-in are ignored, a spike
+    repeated in one bin counts twice, one-to-one matching within the tolerance."""
+    from lfpsurrogate.evaluate import match_counts
+
+    # 30 lies in the burn-in (ignored, not a false positive); 100 matches 101; 200 is false;
+    # 150 is missed; the true spike at 40 is in the burn-in
+    assert match_counts([30, 100, 200], [40, 101, 150], burn_in=50, tolerance_bins=2) == (1, 1, 1)
+    assert match_counts([100, 100], [100, 100], burn_in=50, tolerance_bins=2) == (2, 0, 0)
+    assert match_counts([100, 100], [100], burn_in=50, tolerance_bins=2) == (1, 1, 0)
+    # the same counts as spike_counts on a logit crossing 0 at those bins
+    logit = np.full(300, -1.0)
+    logit[[30, 100, 200]] = 1.0
+    assert spike_counts(logit, [40, 101, 150], 50, 2) == (1, 1, 1)
+
+
 def test_spike_onsets_and_true_spikes_at_the_first_evaluated_bin_count():
     """The burn-in is bins 0 .. burn_in - 1: a true spike and an onset both in bin burn_in
     are evaluated (a hit), one bin earlier the true spike is in the burn-in (neither way)."""
