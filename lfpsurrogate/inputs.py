@@ -91,12 +91,13 @@ def check_count_values(arr: np.ndarray, name: str = "inputs") -> None:
     """InputError unless every value is a finite, non-negative whole number <= MAX_COUNT
     (larger counts are refused: NEURON gets one event per spike, and nothing is trained on
     more than MAX_COUNT spikes per channel per bin)."""
-    if not np.all(np.isfinite(arr)):
-        raise InputError(f"{name} holds non-finite values (NaN or inf); counts must be finite.")
-    if np.any(arr < 0):
-        raise InputError(f"{name} holds negative counts (min {arr.min()}); counts must be >= 0.")
-    if np.issubdtype(arr.dtype, np.floating) and np.any(arr != np.round(arr)):
-        raise InputError(f"{name} holds non-integer counts; spike counts must be whole numbers.")
+    if arr.dtype.kind != "u":  # unsigned integers are finite, whole and >= 0 by their type
+        if not np.all(np.isfinite(arr)):
+            raise InputError(f"{name} holds non-finite values (NaN or inf); counts must be finite.")
+        if np.any(arr < 0):
+            raise InputError(f"{name} holds negative counts (min {arr.min()}); counts must be >= 0.")
+        if np.issubdtype(arr.dtype, np.floating) and np.any(arr != np.round(arr)):
+            raise InputError(f"{name} holds non-integer counts; spike counts must be whole numbers.")
     if arr.size and arr.max() > MAX_COUNT:
         raise InputError(f"{name} holds a count of {arr.max()} spikes in one bin of one channel; "
                          f"at most {MAX_COUNT} are supported (counts per bin per synapse slot).")

@@ -444,6 +444,7 @@ def _run_batches(loaded, source, mats, fwd, signals, batch_size, return_tensors,
     from tqdm.auto import tqdm
 
     from .nn.folded import foldable, folded_signals
+    from .nn.linear import InputEvents
 
     model = loaded.model
     dev = next(model.parameters()).device
@@ -464,15 +465,17 @@ def _run_batches(loaded, source, mats, fwd, signals, batch_size, return_tensors,
         for b in tqdm(starts, desc="predict_lfp", unit="batch", disable=(
                 None if progress is None else not progress or len(starts) < 2)):
             x = _to_device(source.batch(b, min(b + batch_size, source.n_cells)), dev)
+            if fold_rows and not return_tensors and not isinstance(x, InputEvents):
+                x = InputEvents(x)  # found once: the folded path and the rate check use them
             n = x.shape[0]
             warned = warned or _warn_out_of_distribution(x, loaded, source.bin_ms, first_cell=b)
             sl = slice(b, b + n)
             if fold_rows:
-                k_rows = torch.cat(([mats["lfp"][sl]] if has_lfp else []) + [mats["dipole"][sl]], 1)
-                out = folded_signals(model, x, k_rows, v_ref)
-                n_lfp = mats["lfp"].shape[1] if has_lfp else 0
-                lfp_b = out["rows"][:, :n_lfp].sum(0) if has_lfp else None
-                p_b, logit = out["rows"][:, n_lfp:], out["spike_logit"]
+                k_dip = mats["dipole"][sl]
+                k_lfp = mats["lfp"][sl] if has_lfp else k_dip[:, :0]
+                out = folded_signals(model, x, k_lfp, k_dip, v_ref)
+                lfp_b = out["summed"] if has_lfp else None
+                p_b, logit = out["rows"], out["spike_logit"]
             elif fold:
                 parts = model.readout_parts(_dense(x))
                 lfp_b, p_b = _apply_folded(folded, parts, sl, has_lfp)

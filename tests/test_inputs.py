@@ -153,6 +153,10 @@ def test_rate_and_count_bounds(geom):
     ok[0, 1] = 256
     with pytest.raises(InputError, match="count of 256 spikes"):
         validate_counts(ok, 22)
+    # unsigned counts skip the sign, finiteness and whole-number checks, not the bound
+    with pytest.raises(InputError, match="count of 256 spikes"):
+        validate_counts(ok.astype(np.uint16), 22)
+    assert validate_counts(np.full((22, 3), 255, np.uint8), 22).max() == 255
     with pytest.raises(InputError, match=r"has 21 channels but the cell has 22 \(.*: 2 x 11\)"):
         validate_counts(np.zeros((21, 5)), 22)
     assert validate_counts(np.zeros((22, 1)), 22).shape == (22, 1)

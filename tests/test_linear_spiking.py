@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+import lfpsurrogate as lfps
 from lfpsurrogate.evaluate import Evaluator
 from lfpsurrogate.nn import build_model, fit_normalisation, load_model, train
 from lfpsurrogate.nn.linear import causal_filter, raised_cosine_basis
@@ -357,6 +358,54 @@ def test_predict_lfp_with_linear_and_spiking_models(arch, pyramid, tmp_path):
         scale = np.abs(ref[key].values).max()
         assert np.abs(folded[key].values - plain[key].values).max() < 1e-4 * scale, key
         assert np.abs(plain[key].values - ref[key].values).max() < 1e-4 * scale, key
+
+
+@pytest.mark.parametrize("arch", ["linear", "spiking", "spiking-no-waveform"])
+@pytest.mark.parametrize("source", ["counts", "events"])
+def test_folded_population_equals_the_voltage_path(arch, source, pyramid, tmp_path):
+    """A population over several batches: the folded path (LFP rows summed over the cells
+    before they are filtered, each cell's dipole on its own) gives every signal, each cell's
+    dipole and the spikes of the voltage path (the model's forward, then the forward
+    matrices cell by cell), from counts and from events."""
+    from lfpsurrogate import predict_lfp
+    from lfpsurrogate.bench import events_of
+
+    from conftest import make_tiny_model_folder
+
+    def tweak(m):  # spikes often, and every term of the folded rows and the drive non-zero
+        m.w_spike.normal_(0.0, 0.3)
+        m.b_spike.fill_(0.0)
+        m.b_latent.normal_(0.0, 0.3)
+        if arch != "linear":
+            m.soma_gain.normal_(0.0, 0.5)
+            m.waveform.normal_(0.0, 0.3)
+            for conv in (m.head_z, m.head_drive):  # the TCN residual (zero at initialisation)
+                conv.weight.normal_(0.0, 0.3)
+        if arch == "spiking-no-waveform":
+            m.waveform_gain.fill_(0.0)
+
+    folder = make_tiny_model_folder(pyramid.geometry, tmp_path, f"tiny_{arch}", tweak=tweak,
+                                    local_gain_std=0.3, architecture=arch.split("-")[0])
+    g = pyramid.geometry
+    counts = np.stack([lfps.poisson_inputs(g, 160, seed=s).values for s in (1, 2, 3)])
+    pos = np.array([[60.0, 0, 0], [-80.0, 30.0, 10.0], [20.0, -90.0, -20.0]])
+    rot = np.array([[0, 0, 0.3], [0, 0, 2.0], [0, 0, 4.1]])
+    given = (dict(inputs=counts) if source == "counts" else
+             dict(events=events_of(counts), duration_ms=160.0, n_cells=3))
+    args = dict(model=folder, positions=pos, rotations=rot, batch_size=2,
+                signals=("lfp", "dipole", "eeg", "meg", "spikes"), **given)
+    folded = predict_lfp(**args)
+    plain = predict_lfp(**args, fold_readout=False)
+    assert folded["cell_dipole"].sizes["cell"] == 3
+    for key in ("lfp", "dipole", "eeg", "meg", "cell_dipole"):
+        scale = np.abs(plain[key].values).max()
+        assert scale > 0, key
+        assert np.abs(folded[key].values - plain[key].values).max() < 1e-4 * scale, key
+    np.testing.assert_allclose(folded["spike_probability"].values,
+                               plain["spike_probability"].values, atol=1e-5)
+    np.testing.assert_array_equal(folded["spikes"].values, plain["spikes"].values)
+    if arch != "linear":
+        assert folded["spikes"].values.sum() > 0  # the spike generator and its feedback ran
 
 
 def test_wide_causal_conv_by_fft_equals_the_direct_convolution():

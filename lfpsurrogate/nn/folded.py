@@ -14,8 +14,10 @@ so one pointwise projection of the input events onto R x F channels and R invers
 every row, without forming the latents' F x P features, the local term of every input
 segment, or the voltage of any segment. dz is the TCN's latent residual and s the spike
 train (``spiking``); the soma's subthreshold voltage and the linear spike score that drive
-the spikes are two more rows of the same kind, shared by all cells. Equal to K (v - v_ref)
-of the model's own forward pass up to float rounding (tested).
+the spikes are two more rows of the same kind. Rows wanted only as a sum over the cells (a
+population's LFP) are summed before they are filtered, so the FFTs of those rows are done
+once, not once per cell. Equal to K (v - v_ref) of the model's own forward pass up to float
+rounding (tested).
 """
 from __future__ import annotations
 
@@ -43,83 +45,102 @@ def _spike_input_weights(model) -> torch.Tensor:
     return torch.einsum("pf,cp->fc", model.w_spike.reshape(-1, nf), model.proj)
 
 
-def _local_input_weights(model, g_in: torch.Tensor) -> torch.Tensor:
-    """g_in (cells, R, n_in): rows' weight on each input segment's standardised voltage ->
-    (cells, R, F, C) weights of the local term (channel c = kind * n_in + segment slot)."""
-    n, nf = model.w_local.shape[0], model.filters.shape[0]
-    a = model.w_local.reshape(n, 2, nf)                              # (slot, kind, F)
-    w = torch.einsum("crn,nkf->crfkn", g_in, a)
-    return w.reshape(*g_in.shape[:2], nf, 2 * n)
+def input_table(model, g: torch.Tensor, scaled: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """g (cells, R, S): rows' weights on the standardised voltages -> (table (cells, C, F, R+1),
+    G U (cells, R, rank)). table[cell, c, f, r] is the weight of filter f of input channel c
+    on row r: the latents' G U W_f Q' plus the local term of channel c's input segment; the
+    last row is the linear spike score (the same for every cell). ``scaled``: the weights
+    apply to raw counts (each channel's in_scale folded in, for events), else to the
+    normalised inputs. Laid out so that one (cell, channel) row of the table is what one
+    input event adds, and built by one matrix product and one in-place product (no copies
+    of the table)."""
+    nf, n_in = model.filters.shape[0], model.w_local.shape[0]
+    cells, r, _ = g.shape
+    gu = torch.einsum("crs,sq->crq", g, model.basis)
+    latent = _latent_input_weights(model)                             # (rank, F, C)
+    local = model.w_local.reshape(n_in, 2, nf).transpose(0, 1)         # (kind, slot, F)
+    spike = _spike_input_weights(model)                                # (F, C)
+    if scaled:
+        latent, spike = latent * model.in_scale, spike * model.in_scale
+        local = local * model.in_scale.reshape(2, n_in, 1)
+    w = latent.permute(2, 1, 0).reshape(-1, model.rank)                # (C * F, rank)
+    gu_ext = F.pad(gu, (0, 0, 0, 1))                                   # spike row: no latents
+    table = torch.matmul(w, gu_ext.transpose(1, 2))                    # (cells, C * F, R + 1)
+    g_in = F.pad(g[:, :, model.input_segments], (0, 0, 0, 1)).transpose(1, 2)  # (cells, slot, R+1)
+    table.view(cells, 2, n_in, nf, r + 1).addcmul_(local[None, :, :, :, None],
+                                                     g_in[:, None, :, None, :])
+    table = table.view(cells, -1, nf, r + 1)
+    table[..., r] = spike.T
+    return table, gu
 
 
 def filter_rows(xp: torch.Tensor, filters: torch.Tensor) -> torch.Tensor:
-    """xp (cells, R, F, T), filters (F, K) -> (cells, R, T) = sum_f phi_f * xp[:, :, f]
-    (causal, zeros before t = 0), by FFT, summing over f before the inverse transform."""
-    t, k = xp.shape[-1], filters.shape[-1]
+    """xp (..., T, F, R), filters (F, K) -> (..., R, T) = sum_f phi_f * xp[..., f, :] (causal,
+    zeros before t = 0), by FFT along time, summing over f before the inverse transform."""
+    t, k = xp.shape[-3], filters.shape[-1]
+    if xp.shape[-1] == 0:  # no rows (e.g. no LFP asked for): MKL refuses empty transforms
+        return xp.new_zeros(*xp.shape[:-3], 0, t)
     n = t + k - 1
-    xf = torch.fft.rfft(xp, n=n)
-    bf = torch.fft.rfft(filters.to(xp.dtype), n=n)
-    return torch.fft.irfft((xf * bf[None, None]).sum(2), n=n)[..., :t]
+    xf = torch.fft.rfft(xp, n=n, dim=-3)                               # (..., freq, F, R)
+    bf = torch.fft.rfft(filters.to(xp.dtype), n=n).T                   # (freq, F)
+    y = (xf * bf[:, :, None]).sum(-2)                                  # (..., freq, R)
+    return torch.fft.irfft(y, n=n, dim=-2)[..., :t, :].transpose(-1, -2)
 
 
-def _project(ev: InputEvents | None, xn: torch.Tensor | None, w: torch.Tensor, model) -> torch.Tensor:
-    """Per-cell weights w (cells, O, C) on the normalised inputs -> (cells, O, T): event by
-    event from ``ev`` (the counts' nonzeros; the channel means a constant), else dense xn."""
+def _project(ev: InputEvents | None, xn: torch.Tensor | None, table: torch.Tensor,
+             in_mean: torch.Tensor) -> torch.Tensor:
+    """table (cells, C, F, R) of ``input_table`` -> (cells, T, F, R): the inputs' weighted
+    sum at every bin, event by event from ``ev`` (the counts' nonzeros, table scaled; the
+    channel means a constant), else from the dense normalised xn (table not scaled)."""
+    cells, c, nf, r = table.shape
+    flat = table.reshape(cells, c, nf * r)
     if ev is None:
-        return torch.einsum("bok,bkt->bot", w, xn)
-    b, c, t = ev.shape
-    ws = w * model.in_scale[None, None, :]
-    table = ws.transpose(1, 2).reshape(b * c, -1)               # one row per (cell, channel)
-    # each (cell, bin)'s events summed by embedding_bag: no (events x O) tensor is formed
-    out = F.embedding_bag(ev.batch * c + ev.channel, table, ev.bin_offsets(), mode="sum",
-                          per_sample_weights=ev.count.to(table.dtype))
-    out = out.reshape(b, t, -1).transpose(1, 2)
-    return out - torch.einsum("boc,c->bo", ws, model.in_mean)[..., None]
+        return torch.bmm(xn.transpose(1, 2), flat).view(cells, -1, nf, r)
+    t = ev.shape[2]
+    # each (cell, bin)'s events summed by embedding_bag: no (events x F R) tensor is formed
+    out = F.embedding_bag(ev.batch * c + ev.channel, flat.reshape(cells * c, -1),
+                          ev.bin_offsets(), mode="sum", per_sample_weights=ev.count.to(table.dtype))
+    out = out.view(cells, t, nf * r) - torch.matmul(in_mean, flat)[:, None, :]
+    return out.view(cells, t, nf, r)
 
 
-def _input_weights(model, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """g (cells, R, S): rows' weights on the standardised voltages -> (A (cells, R, F, C),
-    G U (cells, R, rank)): each filter's weight on each normalised input channel."""
-    gu = torch.einsum("crs,sq->crq", g, model.basis)
-    a = torch.einsum("crq,qfk->crfk", gu, _latent_input_weights(model))
-    return a + _local_input_weights(model, g[:, :, model.input_segments]), gu
+def folded_signals(model, x: torch.Tensor | InputEvents, k_summed: torch.Tensor,
+                   k_cell: torch.Tensor, v_ref: float = 0.0) -> dict[str, torch.Tensor]:
+    """Rows of K (v - v_ref) of the model's voltages for inputs x (counts (cells, C, T), or
+    their ``InputEvents``), without forming v: k_summed (cells, Rs, segment) rows summed over
+    the cells (a population's LFP), k_cell (cells, Rc, segment) rows of each cell (its
+    dipole). Rows that are summed are summed before they are filtered: one set of FFTs for
+    the population instead of one per cell.
 
-
-def folded_signals(model, x: torch.Tensor | InputEvents, k_rows: torch.Tensor,
-                   v_ref: float = 0.0) -> dict[str, torch.Tensor]:
-    """Rows k_rows (cells, R, segment) @ (v - v_ref) of the model's voltages for inputs x
-    (counts (cells, C, T), or their ``InputEvents``), without forming v.
-
-    Returns ``rows`` (cells, R, T) and ``spike_logit`` (cells, T) as the model's forward
-    gives them, and for ``spiking`` its free-running ``spikes``. Gradients flow when x is
-    a dense tensor and gradients are enabled (the dense projection is used then)."""
+    Returns ``summed`` (Rs, T), ``rows`` (cells, Rc, T) and ``spike_logit`` (cells, T) as the
+    model's forward gives them, and for ``spiking`` its free-running ``spikes``. Gradients
+    flow when x is a dense tensor and gradients are enabled (the dense projection is used)."""
     xn, ev = (None, x) if isinstance(x, InputEvents) else model.normalised(x)
-    nf = model.filters.shape[0]
-    cells, n_rows = k_rows.shape[0], k_rows.shape[1]
+    cells, n_sum, n_cell = k_cell.shape[0], k_summed.shape[1], k_cell.shape[1]
+    k_rows = torch.cat([k_summed, k_cell], 1)
     g = k_rows * model.v_std[None, None, :]
-    a, gu = _input_weights(model, g)
-    offset = (torch.einsum("crq,q->cr", gu, model.b_latent) + g @ model.b_segment
-              + k_rows @ (model.v_mean - v_ref))
     spiking = getattr(model, "trunk", None) is not None
-    # rows shared by all cells: the linear spike score, and (spiking) the soma's vsub
-    shared = [_spike_input_weights(model)[None, None]]
-    if spiking:
-        e = torch.zeros(1, 1, model.n_segments, dtype=g.dtype, device=g.device)
-        e[0, 0, int(model.soma_segment)] = 1.0
-        a_soma, eu = _input_weights(model, e)
-        shared.append(a_soma)
-    a = torch.cat([a] + [s.expand(cells, -1, -1, -1) for s in shared], 1)
-    xp = _project(ev, xn, a.reshape(cells, a.shape[1] * nf, -1), model)
-    rows = filter_rows(xp.reshape(cells, a.shape[1], nf, -1), model.filters)
-    out = rows[:, :n_rows] + offset[..., None]
-    score = rows[:, n_rows] + model.b_spike
+    if spiking:  # one more row: the soma's standardised voltage (g = e_soma)
+        e = torch.zeros(cells, 1, model.n_segments, dtype=g.dtype, device=g.device)
+        e[:, 0, int(model.soma_segment)] = 1.0
+        g = torch.cat([g, e], 1)
+    table, gu = input_table(model, g, scaled=ev is not None)
+    xp = _project(ev, xn, table, model.in_mean)                                     # (cells, T, F, R + 1)
+    offset = (torch.einsum("crq,q->cr", gu, model.b_latent) + g @ model.b_segment)
+    offset = offset[:, :n_sum + n_cell] + k_rows @ (model.v_mean - v_ref)
+    n_all = n_sum + n_cell
+    summed = filter_rows(xp[..., :n_sum].sum(0), model.filters) + offset[:, :n_sum].sum(0)[:, None]
+    rows = filter_rows(xp[..., n_sum:], model.filters)                 # (cells, Rc [+ 1] + 1, T)
+    out = rows[:, :n_cell] + offset[:, n_sum:, None]
+    score = rows[:, -1] + model.b_spike
     if not spiking:
-        return {"rows": out, "spike_logit": score}
+        return {"summed": summed, "rows": out, "spike_logit": score}
     # the TCN residual (latents dz, spike drive) and the spikes, as SpikingSurrogate does
     h = model.trunk_hidden(xn, ev)
     dz = model.head_z(h)
-    out = out + torch.einsum("crq,cqt->crt", gu, dz)
-    vsub = (rows[:, n_rows + 1] + torch.einsum("q,cqt->ct", eu[0, 0], dz + model.b_latent[None, :, None])
+    summed = summed + torch.einsum("crq,cqt->rt", gu[:, :n_sum], dz)
+    out = out + torch.einsum("crq,cqt->crt", gu[:, n_sum:n_all], dz)
+    vsub = (rows[:, n_cell] + torch.einsum("q,cqt->ct", gu[0, n_all], dz + model.b_latent[None, :, None])
             + model.b_segment[int(model.soma_segment)])
     drive = model.spike_drive(vsub, score, h)
     from .spiking import free_run
@@ -128,7 +149,8 @@ def folded_signals(model, x: torch.Tensor | InputEvents, k_rows: torch.Tensor,
     logit = drive + model.history_term(s)
     gain = float(model.waveform_gain)
     if gain != 0.0:  # free-running spikes add their spike-triggered waveforms (G W)
-        gw = torch.einsum("crs,sl->crl", g, model.waveform)
+        gw = torch.einsum("crs,sl->crl", g[:, :n_all], model.waveform).flip(-1)
         lags = F.pad(s, (gw.shape[-1] - 1, 0)).unfold(1, gw.shape[-1], 1)   # (cells, T, L)
-        out = out + gain * torch.einsum("crl,ctl->crt", gw.flip(-1), lags)
-    return {"rows": out, "spike_logit": logit, "spikes": s}
+        summed = summed + gain * torch.einsum("crl,ctl->rt", gw[:, :n_sum], lags)
+        out = out + gain * torch.einsum("crl,ctl->crt", gw[:, n_sum:], lags)
+    return {"summed": summed, "rows": out, "spike_logit": logit, "spikes": s}
