@@ -494,3 +494,34 @@ def test_validation_scores_a_spiking_models_voltages_without_its_spike_waveforms
     rmse = lambda v: float((v - v_true).pow(2).mean().sqrt())  # noqa: E731
     assert scores[0]["v_rmse_mv"] == pytest.approx(rmse(silent), rel=1e-4)
     assert abs(rmse(fired) - rmse(silent)) > 1e-3
+
+
+def test_fast_fft_lengths_are_the_smallest_mostly_two_lengths_and_keep_the_filter_exact():
+    """fast_fft_length(n): the smallest m >= n of the form 2^a 3^b 5^c with a >= b + c
+    (checked against a plain search), and a causal filter through it equals the direct
+    convolution for lengths whose T + K - 1 has a large prime factor."""
+    from lfpsurrogate.nn.fftsize import fast_fft_length
+
+    def mostly_twos(m):
+        a, odd = 0, 0
+        while m % 2 == 0:
+            m, a = m // 2, a + 1
+        for q in (3, 5):
+            while m % q == 0:
+                m, odd = m // q, odd + 1
+        return m == 1 and a >= odd
+
+    for n in range(1, 3000):
+        m = n
+        while not mostly_twos(m):
+            m += 1
+        assert fast_fft_length(n) == m, n
+    assert fast_fft_length(10119) == 10240 and fast_fft_length(631) == 640
+    basis = torch.from_numpy(raised_cosine_basis(3, 20)).float()
+    for t in (512, 101):   # 512 + 20 - 1 = 531 = 3^2 x 59; 101 + 20 - 1 = 120
+        x = torch.randn(2, 3, t)
+        y = causal_filter(x, basis)
+        ref = torch.stack([torch.nn.functional.conv1d(
+            torch.nn.functional.pad(x.reshape(-1, 1, t), (basis.shape[1] - 1, 0)),
+            basis[f].flip(0)[None, None]).reshape(2, 3, t) for f in range(basis.shape[0])], 2)
+        assert torch.allclose(y, ref, atol=1e-5)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .fftsize import fast_fft_length
 from .linear import InputEvents
 
 
@@ -80,7 +81,7 @@ def filter_rows(xp: torch.Tensor, filters: torch.Tensor) -> torch.Tensor:
     t, k = xp.shape[-3], filters.shape[-1]
     if xp.shape[-1] == 0:  # no rows (e.g. no LFP asked for): MKL refuses empty transforms
         return xp.new_zeros(*xp.shape[:-3], 0, t)
-    n = t + k - 1
+    n = fast_fft_length(t + k - 1)
     xf = torch.fft.rfft(xp, n=n, dim=-3)                               # (..., freq, F, R)
     bf = torch.fft.rfft(filters.to(xp.dtype), n=n).T                   # (freq, F)
     y = (xf * bf[:, :, None]).sum(-2)                                  # (..., freq, R)

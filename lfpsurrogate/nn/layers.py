@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .fftsize import fast_fft_length
+
 
 class CausalConv1d(nn.Conv1d):
     """Conv1d padded on the left by (kernel-1)*dilation bins: output length = input length."""
@@ -33,7 +35,7 @@ class CausalConv1d(nn.Conv1d):
         is kept for the next call of the same length. Equal to the direct form up to float
         rounding (tested)."""
         t, k = x.shape[-1], self.kernel_size[0]
-        n = t + k - 1
+        n = fast_fft_length(t + k - 1)
         key = (n, self.weight._version, self.weight.data_ptr(), x.dtype, x.device)
         cache = getattr(self, "_fft_kernel", None)
         if cache is None or cache[0] != key:

@@ -33,7 +33,6 @@ ridge on what the latents leave over. The spike output is a linear score (ridge 
 from __future__ import annotations
 
 import itertools
-import math
 from typing import Iterable, Sized
 
 import numpy as np
@@ -43,6 +42,7 @@ from torch import nn
 
 from .base import Surrogate
 from .config import ModelConfig
+from .fftsize import fast_fft_length
 from .lowrank import LowRankSurrogate
 
 
@@ -123,7 +123,7 @@ def causal_filter(x: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
     (zeros before t = 0), by FFT (C x F direct convolutions would cost K times more)."""
     b, c, t = x.shape
     f, k = basis.shape
-    n = t + k - 1  # any length: pocketfft/mkl handle it, and a power of 2 can be ~2x longer
+    n = fast_fft_length(t + k - 1)  # any length >= t + k - 1 gives the same result
     xf = torch.fft.rfft(x.float(), n=n)
     bf = torch.fft.rfft(basis.float(), n=n)
     return torch.fft.irfft(xf[:, :, None, :] * bf[None, None], n=n)[..., :t]
@@ -193,7 +193,7 @@ class LinearSurrogate(LowRankSurrogate):
         b, c, t = xn.shape
         n, nf = c // 2, self.filters.shape[0]
         kern = torch.einsum("nkf,fl->nkl", self.w_local.reshape(n, 2, nf), self.filters)
-        size = 1 << int(math.ceil(math.log2(t + kern.shape[-1] - 1)))
+        size = fast_fft_length(t + kern.shape[-1] - 1)
         xf = torch.fft.rfft(xn.reshape(b, 2, n, t).transpose(1, 2), n=size)   # (b, n, 2, w)
         kf = torch.fft.rfft(kern, n=size)                                     # (n, 2, w)
         return torch.fft.irfft((xf * kf[None]).sum(2), n=size)[..., :t]
