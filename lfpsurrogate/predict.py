@@ -236,11 +236,11 @@ class _EventSource:
         self.n_bins = int(math.ceil(duration_ms / bin_ms - 1e-9))
         self.time = np.arange(self.n_bins) * bin_ms
         b = np.minimum(np.floor(t_ms / bin_ms).astype(np.int64), self.n_bins - 1)
-        key = (cell.astype(np.int64) * n_channels + channel.astype(np.int64)) * self.n_bins + b
-        key, count = np.unique(key, return_counts=True)   # sorted: by cell first
+        key = (cell.astype(np.int64) * self.n_bins + b) * n_channels + channel.astype(np.int64)
+        key, count = np.unique(key, return_counts=True)   # sorted by cell, then bin
         self.cell = key // (n_channels * self.n_bins)
-        self.channel = (key // self.n_bins) % n_channels
-        self.bin = key % self.n_bins
+        self.bin = (key // n_channels) % self.n_bins
+        self.channel = key % n_channels
         self.count = count.astype(np.float32)
 
     def batch(self, start: int, stop: int):
@@ -252,7 +252,7 @@ class _EventSource:
         t = lambda a: torch.from_numpy(np.ascontiguousarray(a[lo:hi]))  # noqa: E731
         return InputEvents.from_arrays((stop - start, self.n_channels, self.n_bins),
                                        t(self.cell - start), t(self.channel), t(self.bin),
-                                       t(self.count))
+                                       t(self.count), ordered=True)
 
 
 def predict_lfp(

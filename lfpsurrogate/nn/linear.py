@@ -82,14 +82,16 @@ class InputEvents:
 
     @classmethod
     def from_arrays(cls, shape: tuple[int, int, int], batch: torch.Tensor, channel: torch.Tensor,
-                    time: torch.Tensor, count: torch.Tensor) -> "InputEvents":
+                    time: torch.Tensor, count: torch.Tensor, ordered: bool = False) -> "InputEvents":
         """Events given directly (e.g. presynaptic spike times binned): indices (long) and
-        counts (float), one entry per (batch, channel, time) bin, in any order."""
+        counts (float), one entry per (batch, channel, time) bin, in any order; ``ordered``:
+        the caller guarantees they are already ordered by (batch, time), and no sort is done."""
         ev = cls.__new__(cls)
         ev.shape = tuple(int(n) for n in shape)
-        order = torch.argsort(batch * ev.shape[2] + time, stable=True)
-        ev.batch, ev.channel, ev.time = batch[order], channel[order], time[order]
-        ev.count = count[order].float()
+        if not ordered:
+            order = torch.argsort(batch * ev.shape[2] + time, stable=True)
+            batch, channel, time, count = batch[order], channel[order], time[order], count[order]
+        ev.batch, ev.channel, ev.time, ev.count = batch, channel, time, count.float()
         return ev
 
     def dense(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
