@@ -126,10 +126,10 @@ def folded_signals(model, x: torch.Tensor | InputEvents, k_summed: torch.Tensor,
         e[:, 0, int(model.soma_segment)] = 1.0
         g = torch.cat([g, e], 1)
     table, gu = input_table(model, g, scaled=ev is not None)
-    xp = _project(ev, xn, table, model.in_mean)                                     # (cells, T, F, R + 1)
-    offset = (torch.einsum("crq,q->cr", gu, model.b_latent) + g @ model.b_segment)
-    offset = offset[:, :n_sum + n_cell] + k_rows @ (model.v_mean - v_ref)
+    xp = _project(ev, xn, table, model.in_mean)                        # (cells, T, F, R + 1)
     n_all = n_sum + n_cell
+    offset = (torch.einsum("crq,q->cr", gu, model.b_latent) + g @ model.b_segment)[:, :n_all]
+    offset = offset + k_rows @ (model.v_mean - v_ref)
     summed = filter_rows(xp[..., :n_sum].sum(0), model.filters) + offset[:, :n_sum].sum(0)[:, None]
     rows = filter_rows(xp[..., n_sum:], model.filters)                 # (cells, Rc [+ 1] + 1, T)
     out = rows[:, :n_cell] + offset[:, n_sum:, None]
@@ -141,7 +141,8 @@ def folded_signals(model, x: torch.Tensor | InputEvents, k_summed: torch.Tensor,
     dz = model.head_z(h)
     summed = summed + torch.einsum("crq,cqt->rt", gu[:, :n_sum], dz)
     out = out + torch.einsum("crq,cqt->crt", gu[:, n_sum:n_all], dz)
-    vsub = (rows[:, n_cell] + torch.einsum("q,cqt->ct", gu[0, n_all], dz + model.b_latent[None, :, None])
+    soma_u = gu[0, n_all]                                              # the soma row's U
+    vsub = (rows[:, n_cell] + torch.einsum("q,cqt->ct", soma_u, dz + model.b_latent[None, :, None])
             + model.b_segment[int(model.soma_segment)])
     drive = model.spike_drive(vsub, score, h)
     from .spiking import free_run
