@@ -30,6 +30,9 @@ def _tweak(m):
     m.soma_gain.copy_(torch.tensor([0.5, 1.0]))  # the drive sees v_soma and its change
     m.waveform.normal_(0.0, 0.5)  # spikes add waveforms to v (waveform_gain is 1)
     m.history.mul_(0.2)  # weak refractoriness: the logit can stay above 0 for several bins
+    m.b_latent.normal_(0.0, 0.3)  # biases and local gains non-zero: every term is exercised
+    m.b_segment.normal_(0.0, 0.3)
+    m.w_local.normal_(0.0, 0.3)
 
 
 def _spec(model, **over):
@@ -77,7 +80,7 @@ def test_streaming_equals_one_pass(tiny_spiking, chunk):
     rot = np.array([[0, 0, 0.3], [0, 0, 2.0], [0, 0, 4.0]])
     with torch.inference_mode():
         ref = m(x)
-        lat = m.drive_and_latents(*m.normalised(x))
+        dz_ref = m.head_z(m.trunk_hidden(*m.normalised(x)))
     assert ref["spikes"].sum() > 10  # the test means something only with spikes
     rows = cell_rows(g, "laminar-16", pos, rot).astype(np.float64)
     v = ref["v"].double().numpy()
@@ -89,11 +92,11 @@ def test_streaming_equals_one_pass(tiny_spiking, chunk):
         b1 = min(t_len, b0 + chunk)
         ev = InputEvents(x[:, :, b0:b1])
         o = st.step(ev.batch, ev.channel, ev.time, ev.count, b1 - b0)
-        outs.append(sig.step(o["z"], o["spikes"], ev.batch, ev.channel, ev.time, ev.count))
-        zs.append(o["z"]), ss.append(o["spikes"]), ls.append(o["logit"])
+        outs.append(sig.step(o["dz"], o["spikes"], ev.batch, ev.channel, ev.time, ev.count))
+        zs.append(o["dz"]), ss.append(o["spikes"]), ls.append(o["logit"])
     assert torch.equal(torch.cat(ss, -1), ref["spikes"])
     torch.testing.assert_close(torch.cat(ls, -1), ref["spike_logit"], atol=1e-4, rtol=1e-5)
-    torch.testing.assert_close(torch.cat(zs, -1), lat["z"], atol=1e-4, rtol=1e-5)
+    torch.testing.assert_close(torch.cat(zs, -1), dz_ref, atol=1e-4, rtol=1e-5)
     got = torch.cat(outs, -1).double().numpy()
     scale = np.abs(ref_sig).max(axis=1, keepdims=True)
     scale = np.maximum(scale, 1e-3 * scale.max())  # rows that are ~0 (a stick has no p_x)
@@ -355,3 +358,31 @@ def test_neuron_engine_short_run(l5):
     assert spikes_a.size >= 1 and spikes_b.size >= 1, (spikes_a, spikes_b)
     assert spikes_b[0] >= spikes_a[0] + 2, (spikes_a, spikes_b)  # after the delay, not before
     assert spikes_b[0] <= spikes_a[0] + 8, (spikes_a, spikes_b)
+
+
+def test_future_sum_carries_responses_across_chunks_like_one_full_sum():
+    """FutureSum (the streaming FIRs' carried state): responses added chunk by chunk, with
+    the ring wrapping and growing, give the same bins as one full-length sum of shifted
+    responses."""
+    from lfpsurrogate.network.future import FutureSum
+
+    rng = np.random.default_rng(5)
+    t_len, k = 97, 11
+    resp = rng.normal(size=(t_len, 2, k))           # bin t's response over bins t..t+k-1
+    full = np.zeros((2, t_len + k))
+    for t in range(t_len):
+        full[:, t:t + k] += resp[t]
+    fut = FutureSum((2,), 4)                        # too small: must grow as chunks need
+    got, b0 = [], 0
+    for size in [1, 3, 2, 7, 1, 20, 5] * 10:
+        n = min(size, t_len - b0)
+        if n <= 0:
+            break
+        fut.reserve(n + k - 1)
+        for t in range(n):
+            fut.add(t, torch.from_numpy(resp[b0 + t]))
+        got.append(fut.pop(n).numpy())
+        b0 += n
+    np.testing.assert_allclose(np.concatenate(got, -1), full[:, :t_len], atol=1e-5)  # float32
+    with pytest.raises(ValueError, match="reserve"):
+        fut.add(fut.width - 1, torch.ones(2, 3, dtype=torch.float64))

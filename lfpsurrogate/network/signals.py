@@ -24,6 +24,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .future import FutureSum
+
 BATCH = 256  # cells per forward_model call (bounds the float64 matrices held at once)
 
 
@@ -73,45 +75,56 @@ class StreamingSignals:
             self.slot = torch.arange(2 * n_in, device=dev) % n_in
             lsum = self.lloc.sum(0)                                      # (rows, n_in)
             self.y_mean = -(lsum[:, self.slot] @ (m.in_mean[:, None] * coef))  # (rows, F)
+            # the latents' linear part: each input count adds its channel's (rank x F)
+            # weights to its cell's Y; the network-wide Y is sum over cells of lz Y
+            p = m.proj.shape[1]
+            w_lat = torch.einsum("cp,rpf->crf", m.proj, m.w_latent.reshape(m.rank, p, nf))
+            self.kern_lat = (w_lat * m.in_scale[:, None, None]).reshape(w_lat.shape[0], -1)
+            lz_sum = self.lz.sum(0)                                      # (rows, rank)
+            lat_mean = -(m.in_mean[:, None] * self.kern_lat).sum(0).reshape(m.rank, nf)
+            self.y_mean = self.y_mean + lz_sum @ lat_mean
+            self.offset = self.offset + lz_sum @ m.b_latent
+            self.rank, self.nf = m.rank, nf
             self.filt = m.filters.float()
         self.k = self.filt.shape[1]
-        self.acc = torch.zeros(self.n_rows, self.k - 1, device=dev)
+        self.future = FutureSum((self.n_rows,), self.k + 1, device=dev)
         lw = 0 if self.lw is None else self.lw.shape[-1]
-        self.wacc = torch.zeros(self.n_rows, max(lw - 1, 0), device=dev)
+        self.wfuture = FutureSum((self.n_rows,), lw + 1, device=dev)
         self.rows = rows if keep_rows else None
         self.v_ref = v_ref
 
     @torch.no_grad()
-    def step(self, z, spikes, cell, channel, time, count) -> torch.Tensor:
-        """(rows, bins) signal of this chunk: z (cells, rank, L), spikes (cells, L), the
-        chunk's input events (cell, channel, time in chunk, count)."""
+    def step(self, dz, spikes, cell, channel, time, count) -> torch.Tensor:
+        """(rows, bins) signal of this chunk: dz (cells, rank, L) the TCN's latent residual,
+        spikes (cells, L), the chunk's input events (cell, channel, time in chunk, count)."""
         dev = self.device
-        n, _, L = z.shape
-        out = torch.einsum("ner,nrt->et", self.lz, z) + self.offset[:, None]
-        # local terms: network-wide Y (L, rows, F) -> FIR with the basis
+        n, _, L = dz.shape
+        out = torch.einsum("ner,nrt->et", self.lz, dz) + self.offset[:, None]
+        # linear parts, network-wide Y (L, rows, F) -> FIR with the basis: the local terms
+        # (each event adds its slot's rows x F) and the latents (each cell's own Y, mixed
+        # into the rows by its lz)
         y = self.y_mean.expand(L, -1, -1).clone()
         if count.numel():
             cell, channel, time = cell.to(dev), channel.to(dev), time.to(dev)
-            w = self.lloc[cell, :, self.slot[channel]] * count.to(dev, torch.float32)[:, None]
+            cnt = count.to(dev, torch.float32)
+            w = self.lloc[cell, :, self.slot[channel]] * cnt[:, None]
             contrib = w[:, :, None] * self.coef[channel][:, None, :]       # (events, rows, F)
             y.index_add_(0, time, contrib)
+            y_cell = torch.zeros(n * L, self.kern_lat.shape[1], device=dev)
+            y_cell.index_add_(0, cell * L + time, cnt[:, None] * self.kern_lat[channel])
+            y += torch.einsum("nsq,nlqf->lsf", self.lz, y_cell.view(n, L, self.rank, self.nf))
         g = y @ self.filt                                                  # (L, rows, K)
-        full = torch.zeros(self.n_rows, L + self.k - 1, device=dev)
-        full[:, : self.k - 1] += self.acc
+        self.future.reserve(L + self.k - 1)
         for t in range(L):
-            full[:, t:t + self.k] += g[t]
-        out = out + full[:, :L]
-        self.acc = full[:, L:].clone()
+            self.future.add(t, g[t])
+        out = out + self.future.pop(L)
         if self.lw is not None:
-            lw = self.lw.shape[-1]
-            wf = torch.zeros(self.n_rows, L + lw - 1, device=dev)
-            wf[:, : lw - 1] += self.wacc
+            self.wfuture.reserve(L + self.lw.shape[-1] - 1)
             for t in range(L):
                 on = spikes[:, t].nonzero()[:, 0]
                 if on.numel():
-                    wf[:, t:t + lw] += self.lw[on].sum(0)
-            out = out + wf[:, :L]
-            self.wacc = wf[:, L:].clone()
+                    self.wfuture.add(t, self.lw[on].sum(0))
+            out = out + self.wfuture.pop(L)
         return out
 
     def from_voltages(self, v: np.ndarray) -> np.ndarray:

@@ -5,12 +5,15 @@ Why a streaming form: in a network a cell's input at bin t holds the spikes othe
 fired at t - delay, so no cell's input is known in advance beyond the shortest delay. Every
 pathway of the model has finite memory, so the state is small and the form exact:
 
-* linear pathway (latents z, spike score, the soma's local term): a causal FIR of the
-  inputs with the K-bin basis phi_f. An input count c at bin t adds
-  ``c * Wc[channel]`` (rows x F) to Y(t); the output is sum_f phi_f * Y_f. Y(t) is
-  pushed through the basis into a **future accumulator** of K - 1 bins (the part of the
-  response that falls after the chunk). The channel means of the normalisation enter as a
-  constant Y at every bin t >= 0, exactly as the one-pass zero-padded filter does.
+* linear pathway: a causal FIR of the inputs with the K-bin basis phi_f. Each cell needs
+  two rows of it: the soma's subthreshold voltage (its latents' share U[soma] z plus its
+  own local term) and the spike score. An input count c at bin t adds ``c * Wc[channel]``
+  (2 x F) to Y(t); the output is sum_f phi_f * Y_f. Y(t) is pushed through the basis into
+  a **future accumulator** of K - 1 bins (the part of the response that falls after the
+  chunk; a ring, ``future.FutureSum``). The channel means of the normalisation enter as a
+  constant Y at every bin t >= 0, exactly as the one-pass zero-padded filter does. The
+  latents' linear part is needed only by the signals, which are sums over cells: it is
+  filtered once for the whole network in ``signals.StreamingSignals``, not per cell.
 * TCN residual: the 1x1 input projection is evaluated from the events; each causal conv
   keeps the last (kernel - 1) x dilation bins of its input as a **buffer** (zeros before
   t = 0: the one-pass padding).
@@ -28,13 +31,16 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .future import FutureSum
+
 
 class StreamingSpiking:
     """Streaming state of ``n_cells`` copies of one ``SpikingSurrogate``.
 
     ``step(cell, channel, time, count, n_bins)`` advances every cell by ``n_bins`` bins
     given that chunk's input events (``time`` relative to the chunk start) and returns
-    {``z`` (cell, rank, bins) latents, ``spikes`` (cell, bins) 0/1, ``logit`` (cell, bins)}.
+    {``dz`` (cell, rank, bins) the TCN's latent residual, ``spikes`` (cell, bins) 0/1,
+    ``logit`` (cell, bins)}; the latents are the linear pathway's plus dz.
     """
 
     def __init__(self, model, n_cells: int) -> None:
@@ -55,20 +61,24 @@ class StreamingSpiking:
             nf, k = filt.shape
             rank = m.rank
             p = m.proj.shape[1]
-            w = torch.cat([m.w_latent.reshape(rank, p, nf), m.w_spike.reshape(1, p, nf)], 0)
-            wc = torch.einsum("cp,rpf->crf", m.proj, w)                # (C, rank+1, F)
-            loc = torch.zeros(c, 1, nf, device=dev)
+            # the linear pathway's per-cell rows: the soma's voltage (its latents' share,
+            # U[soma] z_lin, plus its own local term) and the spike score; the latents'
+            # linear part reaches the signals through StreamingSignals' network-wide FIR
+            w_lat = torch.einsum("cp,rpf->crf", m.proj, m.w_latent.reshape(rank, p, nf))
+            kk = int(m.soma_segment)
+            soma_row = torch.einsum("r,crf->cf", m.basis[kk], w_lat)
             slot = int(m.soma_input_slot)
             if slot >= 0:
                 a = m.w_local.reshape(n_in, 2, nf)
-                loc[slot, 0] = a[slot, 0]
-                loc[n_in + slot, 0] = a[slot, 1]
-            wc = torch.cat([wc, loc], 1) * m.in_scale[:, None, None]   # (C, rows, F)
-            self.rows = rank + 2
+                soma_row[slot] += a[slot, 0]
+                soma_row[n_in + slot] += a[slot, 1]
+            score_row = torch.einsum("cp,pf->cf", m.proj, m.w_spike.reshape(p, nf))
+            wc = torch.stack([soma_row, score_row], 1) * m.in_scale[:, None, None]  # (C, 2, F)
+            self.rows = 2
             self.kern_in = wc.reshape(c, -1).contiguous()
             self.y_mean = -(m.in_mean[:, None] * self.kern_in).sum(0)  # (rows*F,)
-            self.bias_lin = torch.cat([m.b_latent, m.b_spike.reshape(1),
-                                       torch.zeros(1, device=dev)])
+            self.bias_lin = torch.stack([m.basis[kk] @ m.b_latent + m.b_segment[kk],
+                                         m.b_spike.reshape(())])
             self.filt = filt
             self.nf, self.k = nf, k
             self.rank = rank
@@ -79,16 +89,13 @@ class StreamingSpiking:
                 self.proj_const = trunk.proj.bias - wp @ m.in_mean
             else:
                 self.proj_in = None
-            kk = int(m.soma_segment)
             self.soma_basis = m.basis[kk].clone()
-            self.soma_bias = float(m.b_segment[kk])
-            self.has_soma_local = slot >= 0
             self.soma_gain = m.soma_gain.detach().clone()
             self.threshold = float(m.spike_threshold)
             self.history = m.history.detach().float().clone()
         self.convs = [trunk.first] + list(trunk.blocks)
         width_in = trunk.first.in_channels
-        self.acc = torch.zeros(self.n, self.rows, k - 1, device=dev)
+        self.future = FutureSum((self.n, self.rows), k + 1, device=dev)
         self.buffers = [torch.zeros(self.n, width_in, trunk.first.left_pad, device=dev)]
         self.buffers += [torch.zeros(self.n, b.in_channels, b.left_pad, device=dev)
                          for b in trunk.blocks]
@@ -109,11 +116,10 @@ class StreamingSpiking:
         if count.numel():
             y.index_add_(0, row, count[:, None] * self.kern_in[channel])
         g = (y.reshape(n, L, self.rows, self.nf) @ self.filt)          # (cell, L, rows, K)
-        full = torch.cat([self.acc, torch.zeros(n, self.rows, L, device=dev)], -1)
+        self.future.reserve(L + self.k - 1)
         for t in range(L):
-            full[..., t:t + self.k] += g[:, t]
-        lin = full[..., :L] + self.bias_lin[None, :, None]
-        self.acc = full[..., L:].clone()
+            self.future.add(t, g[:, t])
+        lin = self.future.pop(L) + self.bias_lin[None, :, None]
         # TCN residual: input projection from the events, convs with their buffers
         if self.proj_in is not None:
             xp = self.proj_const.expand(n * L, -1).clone()
@@ -135,13 +141,11 @@ class StreamingSpiking:
             out = F.gelu(F.conv1d(inp, conv.weight, conv.bias, dilation=conv.dilation))
             h = out if i == 0 else h + out
         m = self.model
-        z = lin[:, : self.rank] + F.conv1d(h, m.head_z.weight, m.head_z.bias)
-        vsub = torch.einsum("r,nrt->nt", self.soma_basis, z) + self.soma_bias
-        if self.has_soma_local:
-            vsub = vsub + lin[:, self.rank + 1]
+        dz = F.conv1d(h, m.head_z.weight, m.head_z.bias)                   # (cell, rank, L)
+        vsub = lin[:, 0] + torch.einsum("r,nrt->nt", self.soma_basis, dz)
         dv = vsub - torch.cat([self.prev_vsub[:, None], vsub[:, :-1]], 1)
         self.prev_vsub = vsub[:, -1].clone()
-        drive = (self.soma_gain[0] * vsub + self.soma_gain[1] * dv + lin[:, self.rank]
+        drive = (self.soma_gain[0] * vsub + self.soma_gain[1] * dv + lin[:, 1]
                  + F.conv1d(h, m.head_drive.weight, m.head_drive.bias)[:, 0] - self.threshold)
         # spike generator, bin by bin over all cells at once
         logit = torch.empty(n, L, device=dev)
@@ -157,4 +161,4 @@ class StreamingSpiking:
             if bool(s.any()):
                 self.hacc[s] += hist[None]
         self.t += L
-        return {"z": z, "spikes": spikes, "logit": logit}
+        return {"dz": dz, "spikes": spikes, "logit": logit}
