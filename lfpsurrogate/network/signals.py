@@ -61,7 +61,10 @@ class StreamingSignals:
             rd = rows * d[None, None]                                    # (N, rows, S)
             self.lz = torch.einsum("nes,sr->ner", rd, m.basis)          # (N, rows, rank)
             seg = m.input_segments
-            self.lloc = rd[:, :, seg].contiguous()                       # (N, rows, n_in)
+            lloc = rd[:, :, seg]                                         # (N, rows, n_in)
+            # one row per (cell, input slot): what an event of that slot adds, per signal row
+            self.lloc_rows = lloc.transpose(1, 2).reshape(-1, lloc.shape[1]).contiguous()
+            self.n_in = lloc.shape[2]
             mean = m.v_mean - v_ref + d * m.b_segment
             self.offset = torch.einsum("nes,s->e", rows, mean)           # (rows,)
             gain = float(getattr(m, "waveform_gain", 0.0))
@@ -73,7 +76,7 @@ class StreamingSignals:
             coef = torch.cat([a[:, 0], a[:, 1]]) * m.in_scale[:, None]  # (C, F)
             self.coef = coef
             self.slot = torch.arange(2 * n_in, device=dev) % n_in
-            lsum = self.lloc.sum(0)                                      # (rows, n_in)
+            lsum = lloc.sum(0)                                           # (rows, n_in)
             self.y_mean = -(lsum[:, self.slot] @ (m.in_mean[:, None] * coef))  # (rows, F)
             # the latents' linear part: each input count adds its channel's (rank x F)
             # weights to its cell's Y; the network-wide Y is sum over cells of lz Y
@@ -107,9 +110,11 @@ class StreamingSignals:
         if count.numel():
             cell, channel, time = cell.to(dev), channel.to(dev), time.to(dev)
             cnt = count.to(dev, torch.float32)
-            w = self.lloc[cell, :, self.slot[channel]] * cnt[:, None]
-            contrib = w[:, :, None] * self.coef[channel][:, None, :]       # (events, rows, F)
-            y.index_add_(0, time, contrib)
+            w = self.lloc_rows.index_select(0, cell * self.n_in + self.slot[channel])  # (ev, rows)
+            c = self.coef.index_select(0, channel) * cnt[:, None]                        # (ev, F)
+            for t in range(L):  # each bin's events: one (rows x events) @ (events x F) product
+                at = (time == t).nonzero()[:, 0]
+                y[t] += w.index_select(0, at).T @ c.index_select(0, at)
             y_cell = torch.zeros(n * L, self.kern_lat.shape[1], device=dev)
             y_cell.index_add_(0, cell * L + time, cnt[:, None] * self.kern_lat[channel])
             y += torch.einsum("nsq,nlqf->lsf", self.lz, y_cell.view(n, L, self.rank, self.nf))
