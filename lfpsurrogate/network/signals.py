@@ -5,15 +5,17 @@ For cell i with composed forward rows K_i (LFP electrodes and the three dipole c
 per mV: ``ForwardModel.matrices(of="voltages")``, so K_i = K_lfp,i M and P_i M) and the
 surrogate's readout v_i = v_mean + D (U z_i + b + scatter(local_i)) + D W * s_i:
 
-    signal(t) = sum_i K_i D U z_i(t)                        (rank columns per cell)
+    signal(t) = sum_i K_i D U dz_i(t)                       (TCN residual, rank per cell)
+              + sum_f phi_f * [ sum_events c K_i D U Wlat_f[ch] ](t)  (latents' linear part)
               + sum_f phi_f * [ sum_events c K_i D[:, seg] A_f ](t)   (local terms)
-              + sum_i K_i (v_mean - v_ref + D b)           (a constant)
+              + sum_i K_i (v_mean - v_ref + D (b + U b_latent))        (a constant)
               + sum_i sum_k K_i D W[:, k] s_i(t - k)       (spike waveforms, if added)
 
-The local terms are a causal FIR (basis phi_f, weights A of each input slot) of each cell's
-own inputs; since everything is linear, an input event adds its slot's (rows x F)
-coefficients to one network-wide Y(t) and one FIR of Y gives the local part of every
-signal: no per-segment state is kept per cell. The matrices come from ``forward_model``
+The latents' linear part and the local terms are causal FIRs (basis phi_f) of each cell's
+own inputs; since everything is linear, an input event adds its (rows x F) coefficients to
+one network-wide Y(t) and one FIR of Y gives both parts of every signal: no per-segment
+state and no per-cell FIR state is kept (the spiking cells filter only the two rows their
+spikes need, ``stream.py``). The matrices come from ``forward_model``
 (lfpykit line sources, ``CurrentDipoleMoment``) in batches of cells. EEG and MEG are
 ``FourSphereVolumeConductor`` / the MEG model of the sensor set applied to the network's
 summed dipole placed at the mean soma position (``eeg_dipoles="summed"``), as
