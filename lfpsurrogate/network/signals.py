@@ -26,7 +26,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..nn.linear import InputEvents
 from .future import FutureSum
+from .stream import bag_sum
 
 BATCH = 256  # cells per forward_model call (bounds the float64 matrices held at once)
 
@@ -117,8 +119,8 @@ class StreamingSignals:
             for t in range(L):  # each bin's events: one (rows x events) @ (events x F) product
                 at = (time == t).nonzero()[:, 0]
                 y[t] += w.index_select(0, at).T @ c.index_select(0, at)
-            y_cell = torch.zeros(n * L, self.kern_lat.shape[1], device=dev)
-            y_cell.index_add_(0, cell * L + time, cnt[:, None] * self.kern_lat[channel])
+            ev = InputEvents.from_arrays((n, self.coef.shape[0], L), cell, channel, time, cnt)
+            y_cell = bag_sum(ev, self.kern_lat)                           # (cell * L, rank*F)
             y += torch.einsum("nsq,nlqf->lsf", self.lz, y_cell.view(n, L, self.rank, self.nf))
         g = y @ self.filt                                                  # (L, rows, K)
         self.future.reserve(L + self.k - 1)

@@ -31,7 +31,15 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..nn.linear import InputEvents
 from .future import FutureSum
+
+
+def bag_sum(ev: InputEvents, table: torch.Tensor) -> torch.Tensor:
+    """(cells * bins, columns): each (cell, bin)'s events' count-weighted rows table[channel],
+    summed by ``embedding_bag`` (no (events x columns) tensor is formed)."""
+    return F.embedding_bag(ev.channel, table, ev.bin_offsets(), mode="sum",
+                           per_sample_weights=ev.count.to(table.dtype))
 
 
 class StreamingSpiking:
@@ -111,10 +119,9 @@ class StreamingSpiking:
         cell, channel, time = cell.to(dev), channel.to(dev), time.to(dev)
         count = count.to(dev, torch.float32)
         row = cell * L + time
+        ev = InputEvents.from_arrays((n, self.model.n_channels, L), cell, channel, time, count)
         # linear pathway: Y (cell, bin, rows*F) -> through the basis -> future accumulator
-        y = self.y_mean.expand(n * L, -1).clone()
-        if count.numel():
-            y.index_add_(0, row, count[:, None] * self.kern_in[channel])
+        y = self.y_mean + bag_sum(ev, self.kern_in)
         g = (y.reshape(n, L, self.rows, self.nf) @ self.filt)          # (cell, L, rows, K)
         self.future.reserve(L + self.k - 1)
         for t in range(L):
@@ -122,9 +129,7 @@ class StreamingSpiking:
         lin = self.future.pop(L) + self.bias_lin[None, :, None]
         # TCN residual: input projection from the events, convs with their buffers
         if self.proj_in is not None:
-            xp = self.proj_const.expand(n * L, -1).clone()
-            if count.numel():
-                xp.index_add_(0, row, count[:, None] * self.proj_in[channel])
+            xp = self.proj_const + bag_sum(ev, self.proj_in)
             x = xp.reshape(n, L, -1).transpose(1, 2)
         else:
             m = self.model
