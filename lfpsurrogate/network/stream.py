@@ -42,6 +42,41 @@ def bag_sum(ev: InputEvents, table: torch.Tensor) -> torch.Tensor:
                            per_sample_weights=ev.count.to(table.dtype))
 
 
+class ConvHistory:
+    """One causal conv of the TCN in streaming form, time-major: its input's last
+    (kernel - 1) x dilation bins (zeros before t = 0) and the new bins sit in one buffer
+    (bins, cells, channels) with room for a few chunks, so a chunk writes only its own
+    bins (the kept bins move to the front once the room is used up), and each tap is one
+    matrix product on a contiguous slice of the buffer."""
+
+    ROOM = 8  # bins of room beyond the kept ones (grows for longer chunks)
+
+    def __init__(self, conv, n_cells: int, device) -> None:
+        self.pad, self.taps, self.dil = conv.left_pad, conv.kernel_size[0], conv.dilation[0]
+        self.weight_t = [conv.weight[:, :, j].T.contiguous() for j in range(self.taps)]
+        self.bias = conv.bias
+        self.buf = torch.zeros(self.pad + self.ROOM, n_cells, conv.in_channels, device=device)
+        self.w = self.pad                                    # where the next bin goes
+
+    def step(self, x: torch.Tensor) -> torch.Tensor:
+        """x (L, cells, in) -> (L * cells, out): the conv's output at the chunk's bins."""
+        L = x.shape[0]
+        if self.w + L > self.buf.shape[0]:
+            kept = self.buf[self.w - self.pad:self.w].clone()
+            if self.pad + L > self.buf.shape[0]:
+                self.buf = self.buf.new_zeros(self.pad + max(L, self.ROOM), *self.buf.shape[1:])
+            self.buf[:self.pad] = kept
+            self.w = self.pad
+        self.buf[self.w:self.w + L] = x
+        start = self.w - self.pad
+        out = None
+        for j, wt in enumerate(self.weight_t):
+            a = self.buf[start + j * self.dil:start + j * self.dil + L].reshape(-1, wt.shape[0])
+            out = torch.addmm(self.bias, a, wt) if out is None else out.addmm_(a, wt)
+        self.w += L
+        return out
+
+
 class StreamingSpiking:
     """Streaming state of ``n_cells`` copies of one ``SpikingSurrogate``.
 
@@ -102,11 +137,8 @@ class StreamingSpiking:
             self.threshold = float(m.spike_threshold)
             self.history = m.history.detach().float().clone()
         self.convs = [trunk.first] + list(trunk.blocks)
-        width_in = trunk.first.in_channels
         self.future = FutureSum((self.n, self.rows), k + 1, device=dev)
-        self.buffers = [torch.zeros(self.n, width_in, trunk.first.left_pad, device=dev)]
-        self.buffers += [torch.zeros(self.n, b.in_channels, b.left_pad, device=dev)
-                         for b in trunk.blocks]
+        self.histories = [ConvHistory(conv, self.n, dev) for conv in self.convs]
         self.prev_vsub = torch.zeros(self.n, device=dev)
         self.prev_logit = torch.full((self.n,), -1.0, device=dev)
         self.hacc = torch.zeros(self.n, self.history.shape[0], device=dev)
@@ -129,29 +161,27 @@ class StreamingSpiking:
         lin = self.future.pop(L) + self.bias_lin[None, :, None]
         # TCN residual: input projection from the events, convs with their buffers
         if self.proj_in is not None:
-            xp = self.proj_const + bag_sum(ev, self.proj_in)
-            x = xp.reshape(n, L, -1).transpose(1, 2)
+            x = self.proj_const + bag_sum(ev, self.proj_in)
         else:
             m = self.model
             x = torch.zeros(n * L, m.n_channels, device=dev)
             if count.numel():
                 x.index_put_((row, channel), count, accumulate=True)
             x = (x - m.in_mean) * m.in_scale
-            x = x.reshape(n, L, -1).transpose(1, 2)
+        x = x.view(n, L, -1).transpose(0, 1)                               # (L, cell, in)
         h = None
-        for i, conv in enumerate(self.convs):
-            inp = torch.cat([self.buffers[i], x if i == 0 else h], -1)
-            if conv.left_pad:
-                self.buffers[i] = inp[..., -conv.left_pad:].clone()
-            out = F.gelu(F.conv1d(inp, conv.weight, conv.bias, dilation=conv.dilation))
+        for i, hist in enumerate(self.histories):   # time-major: (L * cells, channels)
+            out = F.gelu(hist.step(x if i == 0 else h.view(L, n, -1)))
             h = out if i == 0 else h + out
         m = self.model
-        dz = F.conv1d(h, m.head_z.weight, m.head_z.bias)                   # (cell, rank, L)
+        dz = torch.addmm(m.head_z.bias, h, m.head_z.weight[:, :, 0].T)    # (L * cell, rank)
+        head_drive = torch.addmm(m.head_drive.bias, h, m.head_drive.weight[:, :, 0].T)
+        dz = dz.view(L, n, -1).permute(1, 2, 0)                           # (cell, rank, L)
         vsub = lin[:, 0] + torch.einsum("r,nrt->nt", self.soma_basis, dz)
         dv = vsub - torch.cat([self.prev_vsub[:, None], vsub[:, :-1]], 1)
         self.prev_vsub = vsub[:, -1].clone()
         drive = (self.soma_gain[0] * vsub + self.soma_gain[1] * dv + lin[:, 1]
-                 + F.conv1d(h, m.head_drive.weight, m.head_drive.bias)[:, 0] - self.threshold)
+                 + head_drive.view(L, n).T - self.threshold)
         # spike generator, bin by bin over all cells at once
         logit = torch.empty(n, L, device=dev)
         spikes = torch.zeros(n, L, device=dev)
