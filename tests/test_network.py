@@ -386,3 +386,28 @@ def test_future_sum_carries_responses_across_chunks_like_one_full_sum():
     np.testing.assert_allclose(np.concatenate(got, -1), full[:, :t_len], atol=1e-5)  # float32
     with pytest.raises(ValueError, match="reserve"):
         fut.add(fut.width - 1, torch.ones(2, 3, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("kernel, dilation", [(3, 4), (25, 1), (1, 1)])
+def test_conv_history_streams_a_dilated_causal_conv(kernel, dilation):
+    """ConvHistory (the streaming TCN's conv, time-major): chunks of varying length, with
+    the buffer's room used up and grown, give the one-pass causal (left-padded) conv1d."""
+    from lfpsurrogate.network.stream import ConvHistory
+    from lfpsurrogate.nn.layers import CausalConv1d
+
+    torch.manual_seed(2)
+    conv = CausalConv1d(5, 7, kernel, dilation=dilation)
+    n, t_len = 3, 90
+    x = torch.randn(n, 5, t_len)
+    with torch.no_grad():
+        ref = torch.nn.functional.conv1d(torch.nn.functional.pad(x, (conv.left_pad, 0)),
+                                         conv.weight, conv.bias, dilation=dilation)
+        hist, outs, b0 = ConvHistory(conv, n, None), [], 0
+        for size in [1, 2, 5, 13, 3, 2, 9, 1, 20, 4] * 3:
+            b1 = min(t_len, b0 + size)
+            if b1 <= b0:
+                break
+            out = hist.step(x[:, :, b0:b1].permute(2, 0, 1))          # (L * cells, out)
+            outs.append(out.view(b1 - b0, n, -1).permute(1, 2, 0))
+            b0 = b1
+    torch.testing.assert_close(torch.cat(outs, -1), ref, atol=1e-5, rtol=1e-5)
