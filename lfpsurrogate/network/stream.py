@@ -16,7 +16,7 @@ pathway of the model has finite memory, so the state is small and the form exact
   filtered once for the whole network in ``signals.StreamingSignals``, not per cell.
 * TCN residual: the 1x1 input projection is evaluated from the events; each causal conv
   keeps the last (kernel - 1) x dilation bins of its input as a **buffer** (zeros before
-  t = 0: the one-pass padding).
+  t = 0: the one-pass padding), time-major with room for a few chunks (``ConvHistory``).
 * spike generator: logit(t) = drive(t) + sum_k h_k s(t - k); the history still owed to the
   next H bins is a **history accumulator**, and the last logit is kept for the upward
   crossing rule of ``free_run`` (the bin before t = 0 counts as below).
