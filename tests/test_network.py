@@ -92,7 +92,7 @@ def test_streaming_equals_one_pass(tiny_spiking, chunk):
         b1 = min(t_len, b0 + chunk)
         ev = InputEvents(x[:, :, b0:b1])
         o = st.step(ev.batch, ev.channel, ev.time, ev.count, b1 - b0)
-        outs.append(sig.step(o["dz"], o["spikes"], ev.batch, ev.channel, ev.time, ev.count))
+        outs.append(sig.step(o["dz"], o["spikes"], o["events"]))
         zs.append(o["dz"]), ss.append(o["spikes"]), ls.append(o["logit"])
     assert torch.equal(torch.cat(ss, -1), ref["spikes"])
     torch.testing.assert_close(torch.cat(ls, -1), ref["spike_logit"], atol=1e-4, rtol=1e-5)

@@ -89,8 +89,8 @@ def _run(net, pops, conn, n_cells, n_bins, signals, probe, device, chunk_bins, p
                 new_cells.append(st["cells"][ci])
                 new_bins.append(ti + b0)
                 if st["signals"] is not None:
-                    chunk_sig = chunk_sig + st["signals"].step(out["dz"], out["spikes"], c, ch,
-                                                               tt, cnt).cpu().double().numpy()
+                    chunk_sig = chunk_sig + st["signals"].step(
+                        out["dz"], out["spikes"], out["events"]).cpu().double().numpy()
             cells_s, bins_s = np.concatenate(new_cells), np.concatenate(new_bins)
             spikes[cells_s, bins_s] = 1
             if conn.n and cells_s.size:

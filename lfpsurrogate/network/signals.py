@@ -28,7 +28,6 @@ import torch
 
 from ..nn.linear import InputEvents
 from .future import FutureSum
-from .stream import bag_sum
 
 BATCH = 256  # cells per forward_model call (bounds the float64 matrices held at once)
 
@@ -101,9 +100,10 @@ class StreamingSignals:
         self.v_ref = v_ref
 
     @torch.no_grad()
-    def step(self, dz, spikes, cell, channel, time, count) -> torch.Tensor:
+    def step(self, dz, spikes, events: InputEvents) -> torch.Tensor:
         """(rows, bins) signal of this chunk: dz (cells, rank, L) the TCN's latent residual,
-        spikes (cells, L), the chunk's input events (cell, channel, time in chunk, count)."""
+        spikes (cells, L), the chunk's input events (``StreamingSpiking.step``'s, time in
+        chunk; ordered by cell and bin)."""
         dev = self.device
         n, _, L = dz.shape
         out = torch.einsum("ner,nrt->et", self.lz, dz) + self.offset[:, None]
@@ -111,16 +111,15 @@ class StreamingSignals:
         # (each event adds its slot's rows x F) and the latents (each cell's own Y, mixed
         # into the rows by its lz)
         y = self.y_mean.expand(L, -1, -1).clone()
-        if count.numel():
-            cell, channel, time = cell.to(dev), channel.to(dev), time.to(dev)
-            cnt = count.to(dev, torch.float32)
+        if events.count.numel():
+            cell, channel, time = events.batch.to(dev), events.channel.to(dev), events.time.to(dev)
+            cnt = events.count.to(dev, torch.float32)
             w = self.lloc_rows.index_select(0, cell * self.n_in + self.slot[channel])  # (ev, rows)
             c = self.coef.index_select(0, channel) * cnt[:, None]                        # (ev, F)
             for t in range(L):  # each bin's events: one (rows x events) @ (events x F) product
                 at = (time == t).nonzero()[:, 0]
                 y[t] += w.index_select(0, at).T @ c.index_select(0, at)
-            ev = InputEvents.from_arrays((n, self.coef.shape[0], L), cell, channel, time, cnt)
-            y_cell = bag_sum(ev, self.kern_lat)                           # (cell * L, rank*F)
+            y_cell = events.bin_sums(self.kern_lat)                       # (cell * L, rank*F)
             y += torch.einsum("nsq,nlqf->lsf", self.lz, y_cell.view(n, L, self.rank, self.nf))
         g = y @ self.filt                                                  # (L, rows, K)
         self.future.reserve(L + self.k - 1)

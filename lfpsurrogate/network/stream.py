@@ -35,13 +35,6 @@ from ..nn.linear import InputEvents
 from .future import FutureSum
 
 
-def bag_sum(ev: InputEvents, table: torch.Tensor) -> torch.Tensor:
-    """(cells * bins, columns): each (cell, bin)'s events' count-weighted rows table[channel],
-    summed by ``embedding_bag`` (no (events x columns) tensor is formed)."""
-    return F.embedding_bag(ev.channel, table, ev.bin_offsets(), mode="sum",
-                           per_sample_weights=ev.count.to(table.dtype))
-
-
 class ConvHistory:
     """One causal conv of the TCN in streaming form, time-major: its input's last
     (kernel - 1) x dilation bins (zeros before t = 0) and the new bins sit in one buffer
@@ -83,7 +76,8 @@ class StreamingSpiking:
     ``step(cell, channel, time, count, n_bins)`` advances every cell by ``n_bins`` bins
     given that chunk's input events (``time`` relative to the chunk start) and returns
     {``dz`` (cell, rank, bins) the TCN's latent residual, ``spikes`` (cell, bins) 0/1,
-    ``logit`` (cell, bins)}; the latents are the linear pathway's plus dz.
+    ``logit`` (cell, bins), ``events`` (the chunk's ``InputEvents``, sorted once, for
+    ``StreamingSignals.step``)}; the latents are the linear pathway's plus dz.
     """
 
     def __init__(self, model, n_cells: int) -> None:
@@ -153,7 +147,7 @@ class StreamingSpiking:
         row = cell * L + time
         ev = InputEvents.from_arrays((n, self.model.n_channels, L), cell, channel, time, count)
         # linear pathway: Y (cell, bin, rows*F) -> through the basis -> future accumulator
-        y = self.y_mean + bag_sum(ev, self.kern_in)
+        y = self.y_mean + ev.bin_sums(self.kern_in)
         g = (y.reshape(n, L, self.rows, self.nf) @ self.filt)          # (cell, L, rows, K)
         self.future.reserve(L + self.k - 1)
         for t in range(L):
@@ -161,7 +155,7 @@ class StreamingSpiking:
         lin = self.future.pop(L) + self.bias_lin[None, :, None]
         # TCN residual: input projection from the events, convs with their buffers
         if self.proj_in is not None:
-            x = self.proj_const + bag_sum(ev, self.proj_in)
+            x = self.proj_const + ev.bin_sums(self.proj_in)
         else:
             m = self.model
             x = torch.zeros(n * L, m.n_channels, device=dev)
@@ -196,4 +190,4 @@ class StreamingSpiking:
             if bool(s.any()):
                 self.hacc[s] += hist[None]
         self.t += L
-        return {"dz": dz, "spikes": spikes, "logit": logit}
+        return {"dz": dz, "spikes": spikes, "logit": logit, "events": ev}

@@ -99,8 +99,7 @@ def _project(ev: InputEvents | None, xn: torch.Tensor | None, table: torch.Tenso
         return torch.bmm(xn.transpose(1, 2), flat).view(cells, -1, nf, r)
     t = ev.shape[2]
     # each (cell, bin)'s events summed by embedding_bag: no (events x F R) tensor is formed
-    out = F.embedding_bag(ev.batch * c + ev.channel, flat.reshape(cells * c, -1),
-                          ev.bin_offsets(), mode="sum", per_sample_weights=ev.count.to(table.dtype))
+    out = ev.bin_sums(flat.reshape(cells * c, -1), ev.batch * c + ev.channel)
     out = out.view(cells, t, nf * r) - torch.matmul(in_mean, flat)[:, None, :]
     return out.view(cells, t, nf, r)
 

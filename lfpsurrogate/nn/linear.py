@@ -100,6 +100,14 @@ class InputEvents:
         x.index_put_((self.batch, self.channel, self.time), self.count.to(dtype), accumulate=True)
         return x
 
+    def bin_sums(self, table: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
+        """(batch * T, columns): for every (batch, bin), the sum over its events of count x
+        table[index] (index: each event's channel unless given), by ``embedding_bag``: no
+        (events x columns) tensor is formed."""
+        return F.embedding_bag(self.channel if index is None else index, table,
+                               self.bin_offsets(), mode="sum",
+                               per_sample_weights=self.count.to(table.dtype))
+
     def bin_offsets(self) -> torch.Tensor:
         """(batch * T,) start of each (batch, time) bin's events in the event arrays."""
         b, _, t = self.shape
@@ -114,8 +122,7 @@ def pointwise_events(ev: InputEvents, weight: torch.Tensor, in_mean: torch.Tenso
     columns, the channel means a constant. -> (batch, out, T)."""
     b, c, t = ev.shape
     w = weight * in_scale[None, :]
-    out = F.embedding_bag(ev.channel, w.T.contiguous(), ev.bin_offsets(), mode="sum",
-                          per_sample_weights=ev.count.to(w.dtype))
+    out = ev.bin_sums(w.T.contiguous())
     out = out - (w @ in_mean)[None]
     return out.reshape(b, t, -1).transpose(1, 2)
 
