@@ -214,6 +214,32 @@ def test_drive_rates_and_evoked_volley(tiny_spiking):
     assert volley.sum() >= 3 * 15 * 0.95  # 15 events per B cell near 30 ms
 
 
+def test_rate_response_drive_is_the_networks_poisson_drive(tiny_spiking):
+    """benchmarks/rate_response.py drives a lone cell as a network's Poisson drive does:
+    the requested rates per slot (area-weighted), seeded, one cell's channels."""
+    import importlib.util
+    from pathlib import Path
+
+    from lfpsurrogate.inputs import slot_weights
+
+    path = Path(__file__).parents[1] / "benchmarks" / "rate_response.py"
+    spec = importlib.util.spec_from_file_location("rate_response", path)
+    rr = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rr)
+    counts = rr.network_drive_counts(str(tiny_spiking), 12.0, 0.25, 20000, seed=2)
+    geom = _loaded(tiny_spiking).geometry
+    n_in = geom.n_channels // 2
+    assert counts.shape == (geom.n_channels, 20000) and counts.dtype == np.uint8
+    w = slot_weights(geom)
+    exc, inh = counts[:n_in].sum(1) / 20.0, counts[n_in:].sum(1) / 20.0  # Hz per slot
+    assert exc.sum() == pytest.approx(12.0 * w.sum(), rel=0.06)  # 3 sd of 5280 events
+    assert inh.sum() == pytest.approx(3.0 * w.sum(), rel=0.12)  # 3 sd of 660
+    heavy = w > np.median(w)  # the bigger segments' slots fire more often
+    assert exc[heavy].mean() / w[heavy].mean() == pytest.approx(exc[~heavy].mean() / w[~heavy].mean(), rel=0.2)
+    np.testing.assert_array_equal(counts, rr.network_drive_counts(str(tiny_spiking), 12.0, 0.25, 20000, seed=2))
+    assert not np.array_equal(counts, rr.network_drive_counts(str(tiny_spiking), 12.0, 0.25, 20000, seed=3))
+
+
 # ---- builder API and YAML ---------------------------------------------------------------------
 def test_builder_yaml_round_trip(tiny_spiking, tmp_path):
     import lfpsurrogate as lfps
