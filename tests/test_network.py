@@ -384,6 +384,18 @@ def test_neuron_engine_short_run(l5):
     assert spikes_a.size >= 1 and spikes_b.size >= 1, (spikes_a, spikes_b)
     assert spikes_b[0] >= spikes_a[0] + 2, (spikes_a, spikes_b)  # after the delay, not before
     assert spikes_b[0] <= spikes_a[0] + 8, (spikes_a, spikes_b)
+    # NEURON's threads (one per cell here) give the same run to the last bit
+    one = net.run(40, engine="neuron", signals=("lfp",), threads=1)
+    two = net.run(40, engine="neuron", signals=("lfp",), threads=2)
+    np.testing.assert_array_equal(one["spikes"].values, res["spikes"].values)
+    np.testing.assert_array_equal(two["spikes"].values, one["spikes"].values)
+    np.testing.assert_array_equal(two["lfp"].values, one["lfp"].values)
+    assert (one.attrs["neuron_threads"], two.attrs["neuron_threads"]) == (1, 2)
+    from neuron import h
+
+    assert h.ParallelContext().nthread() == 1  # restored: simulate's zero-delay NetCons need it
+    with pytest.raises(lfps.InputError, match="threads"):
+        net.run(40, engine="neuron", threads=0)
 
 
 def test_future_sum_carries_responses_across_chunks_like_one_full_sum():

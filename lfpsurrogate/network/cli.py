@@ -14,7 +14,7 @@ def run_command(args) -> dict:
     net = Network(args.spec)  # every refusal comes here, before any run
     signals = tuple(s.strip() for s in args.signals.split(",") if s.strip())
     res = net.run(args.duration_ms, engine=args.engine, signals=signals, probe=args.probe,
-                  device=args.device, progress=not args.json)
+                  device=args.device, threads=args.threads, progress=not args.json)
     write_netcdf(res, args.out)
     return {"engine": args.engine, "n_cells": int(res.attrs["n_cells"]),
             "n_connections": int(res.attrs["n_connections"]),
@@ -39,6 +39,8 @@ def add_parser(subparsers):
                    help="comma list of lfp, dipole, eeg, meg (empty: spikes only)")
     r.add_argument("--probe", default="laminar-16", help="LFP probe: a shipped name or a YAML file")
     r.add_argument("--device", default="cpu", help="torch device of the surrogate engine")
+    r.add_argument("--threads", type=int, default=None,
+                   help="NEURON engine: threads (default: the cores available, at most one per cell)")
     r.add_argument("--out", required=True, help="result file (netCDF, .nc)")
     add_json_option(r)
     r.set_defaults(func=run_command)

@@ -9,7 +9,10 @@ start of its bin, as ``simulate`` delivers training inputs. Each connection is a
 the source's soma (threshold -20 mV, as ``simulate``'s spike detector) to the target slot's
 synapse, with the connection's delay (whole bins, as the surrogate engine) and weight
 = count x the slot's per-event weight. The loop, its settling to rest and the bin averages
-of v are ``simulate``'s.
+of v are ``simulate``'s. With ``threads`` > 1 NEURON advances the cells in that many threads
+(``ParallelContext.nthread``; the same run to the last bit, as the events and the step are
+the same): the external NetCons then carry a delay of one bin, which NEURON's threads need
+(a minimum delay of at least dt) and which ``NetCon.event(t)``, delivering at t, ignores.
 """
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ _CELLS: dict = {}  # detailed cells loaded by this engine, by name (a Cell rebui
 
 
 def run_neuron(net, n_bins: int, dt: float = 1 / 16, spike_threshold_mv: float = -20.0,
-               progress: bool = False) -> dict:
+               progress: bool = False, threads: int = 1) -> dict:
     from neuron import h
     from tqdm.auto import tqdm
 
@@ -62,7 +65,7 @@ def run_neuron(net, n_bins: int, dt: float = 1 / 16, spike_threshold_mv: float =
         ncs = [h.NetCon(None, s) for s in slots[k]]
         for c, nc in enumerate(ncs):
             nc.weight[0] = base[c]
-            nc.delay = 0
+            nc.delay = bin_ms  # events are queued with event(t): delivered at t
         netcons.append(ncs)
     soma = [segs[geom.soma_index] for _, segs in instances]
     spike_vecs, detectors = [], []
@@ -92,28 +95,35 @@ def run_neuron(net, n_bins: int, dt: float = 1 / 16, spike_threshold_mv: float =
             ptr_v.pset(k * n_seg + j, seg._ref_v)
     buf = h.Vector(total)
     np_v = buf.as_numpy()
-    h.celsius = cell.spec.celsius
-    h.dt = dt
-    steps = int(round(bin_ms / dt))
-    settle_to_rest(h, cell.spec.v_init, dt)
-    ev = ExternalDrives(net.spec, pops, n_bins, bin_ms).all_events()
-    for c, ch, b, cnt in zip(*(a.tolist() for a in ev)):
-        for _ in range(int(cnt)):
-            netcons[c][ch].event(b * bin_ms)
-    v_out = np.empty((n_bins, total), dtype=np.float32)
-    edge = np.zeros(total)
-    t0 = _time.perf_counter()
-    fadvance = h.fadvance
-    for k in tqdm(range(n_bins), disable=not progress, desc="network (NEURON)", unit="bin"):
-        acc = 0.5 * edge
-        for _ in range(steps - 1):
+    pc = h.ParallelContext()
+    old_threads = int(pc.nthread())
+    pc.nthread(max(1, min(int(threads), n_cells)))
+    used_threads = int(pc.nthread())
+    try:
+        h.celsius = cell.spec.celsius
+        h.dt = dt
+        steps = int(round(bin_ms / dt))
+        settle_to_rest(h, cell.spec.v_init, dt)
+        ev = ExternalDrives(net.spec, pops, n_bins, bin_ms).all_events()
+        for c, ch, b, cnt in zip(*(a.tolist() for a in ev)):
+            for _ in range(int(cnt)):
+                netcons[c][ch].event(b * bin_ms)
+        v_out = np.empty((n_bins, total), dtype=np.float32)
+        edge = np.zeros(total)
+        t0 = _time.perf_counter()
+        fadvance = h.fadvance
+        for k in tqdm(range(n_bins), disable=not progress, desc="network (NEURON)", unit="bin"):
+            acc = 0.5 * edge
+            for _ in range(steps - 1):
+                fadvance()
+                ptr_v.gather(buf)
+                acc += np_v
             fadvance()
             ptr_v.gather(buf)
-            acc += np_v
-        fadvance()
-        ptr_v.gather(buf)
-        edge = np_v.copy()
-        v_out[k] = (acc + (1.0 if k == 0 else 0.5) * edge) / steps
+            edge = np_v.copy()
+            v_out[k] = (acc + (1.0 if k == 0 else 0.5) * edge) / steps
+    finally:
+        pc.nthread(old_threads)
     wall = _time.perf_counter() - t0
     spikes = np.zeros((n_cells, n_bins), dtype=np.int8)
     for k, vec in enumerate(spike_vecs):
@@ -123,4 +133,4 @@ def run_neuron(net, n_bins: int, dt: float = 1 / 16, spike_threshold_mv: float =
     v = v_out.reshape(n_bins, n_cells, n_seg).transpose(1, 2, 0)
     del synapse_ncs, detectors, netcons, syn, slots
     del instances[1:]
-    return {"spikes": spikes, "v": v, "wall_s": wall, "cell": cell}
+    return {"spikes": spikes, "v": v, "wall_s": wall, "cell": cell, "threads": used_threads}

@@ -156,11 +156,13 @@ class Network:
             signals: Sequence[str] = ("lfp", "eeg", "meg"), probe: Any = "laminar-16", *,
             eeg: Any = None, meg: Any = None, device: str = "cpu",
             chunk_bins: int | None = None, dt: float = 1 / 16,
-            progress: bool = False) -> xr.Dataset:
+            threads: int | None = None, progress: bool = False) -> xr.Dataset:
         """Run for ``duration_ms`` in ``engine`` ("surrogate" or "neuron"); ``signals``: any
         of "lfp", "dipole", "eeg", "meg" (or none); ``probe``: the LFP probe; ``eeg``/``meg``:
         sensor sets (default 10-20 montage, radial MEG array). ``chunk_bins``: surrogate
-        chunk length (default and maximum: the shortest delay). ``dt``: NEURON time step."""
+        chunk length (default and maximum: the shortest delay). ``dt``: NEURON time step.
+        ``threads``: NEURON threads (default: the cores this process may use, at most one
+        per cell); the run is the same for any number."""
         if engine not in ENGINES:
             raise InputError(f"engine={engine!r}: choose one of {list(ENGINES)}.")
         if isinstance(signals, str):
@@ -176,6 +178,9 @@ class Network:
         if chunk_bins is not None and (not isinstance(chunk_bins, (int, np.integer))
                                        or chunk_bins < 1):
             raise InputError(f"chunk_bins={chunk_bins!r}: a positive whole number of bins.")
+        if threads is not None and (isinstance(threads, (bool, np.bool_))
+                                    or not isinstance(threads, (int, np.integer)) or threads < 1):
+            raise InputError(f"threads={threads!r}: a positive whole number of NEURON threads.")
         n_bins = int(round(duration_ms / self.bin_ms))
         pops = self.populations
         if "lfp" in signals:
@@ -196,7 +201,11 @@ class Network:
             from .engine_neuron import run_neuron
             from .signals import cell_rows
 
-            out = run_neuron(self, n_bins, dt=dt, progress=progress)
+            if threads is None:
+                from ..data.generate import available_cores
+
+                threads = available_cores()
+            out = run_neuron(self, n_bins, dt=dt, progress=progress, threads=threads)
             rows = None
             if signals:
                 r = cell_rows(pops[0].geometry, probe if "lfp" in signals else None,
@@ -248,6 +257,8 @@ class Network:
                         eeg_meg_dipole="network's summed dipole at the mean soma position")
         if "chunk_bins" in out:
             ds.attrs["chunk_bins"] = int(out["chunk_bins"])
+        if "threads" in out:
+            ds.attrs["neuron_threads"] = int(out["threads"])
         licences = {str(p.geometry.meta.get("licence", "")) for p in pops} - {""}
         if licences:
             ds.attrs["cell_licence"] = "; ".join(sorted(licences))
