@@ -35,12 +35,14 @@ def _r(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def compare(duration_ms: float, burn_in_ms: float, uncoupled: bool = False,
-            reuse_neuron: str | None = None, tag: str = "") -> dict:
+            reuse_neuron: str | None = None, tag: str = "", seed: int | None = None) -> dict:
     import lfpsurrogate as lfps
     from lfpsurrogate.network import EXAMPLE_SPEC
     from lfpsurrogate.network.stats import spike_stats
 
     net = lfps.Network(EXAMPLE_SPEC)
+    if seed is not None:  # another draw of the same network: cells, connections, drives
+        net = lfps.Network(dict(net.spec, seed=seed))
     if uncoupled:  # the same cells and drives without connections: the single-cell floor
         net = lfps.Network(dict(net.spec, connections=[]))
     out = {"spec": net.spec, "duration_ms": duration_ms, "burn_in_ms": burn_in_ms,
@@ -143,12 +145,14 @@ def main() -> None:
                          "--tag (it does not depend on the surrogate), e.g. to measure another "
                          "model")
     ap.add_argument("--tag", default="", help="suffix of the result file names")
+    ap.add_argument("--seed", type=int, default=None,
+                    help="compare: the example spec with this seed instead of its own")
     args = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     signals = tuple(s for s in args.signals.split(",") if s)
     if args.part == "compare":
         res = compare(args.duration_ms, args.burn_in_ms, args.uncoupled, args.reuse_neuron,
-                      args.tag)
+                      args.tag, args.seed)
         name = f"network_compare{'_uncoupled' if args.uncoupled else ''}{args.tag}.json"
         (OUT / name).write_text(json.dumps(res, indent=1, default=str))
         print(json.dumps({k: v for k, v in res.items() if k != "spec"}, indent=1, default=str))
