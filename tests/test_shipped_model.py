@@ -1,11 +1,12 @@
-"""The shipped model against NEURON on fixed seeds: the regression guard of every retraining.
+"""The shipped models against NEURON on fixed seeds: the regression guard of every retraining.
 
 Three short samples of the shipped cell (one per training protocol, fixed seeds) are
 simulated in NEURON and predicted by the surrogate through the public API only
 (``load_cell``, ``poisson_inputs``, ``simulate``, ``load_model``, ``predict_lfp``,
 ``forward_model`` and the metric functions of ``lfpsurrogate.evaluate``). The figures are
 compared with the model's own held-out figures, read at run time from ``metrics.json`` in
-the model folder (``test`` split), so the test follows whatever model is shipped.
+the model folder (``test`` split), so the test follows whatever model is shipped. Every
+shipped model (``SHIPPED``) is checked on the same NEURON runs.
 
 Margins (3 x 3 s here against 59 x 2 s in metrics.json, so sampling noise is allowed for):
 
@@ -42,22 +43,36 @@ HITS_TAIL = 1e-3   # matched spikes this improbable under the reference precisio
 RATE_FACTOR = 2.0
 
 
-@pytest.fixture(scope="module")
-def shipped():
+SHIPPED = ("l5_ttpc1", "l5_ttpc1_fast")
+
+
+@pytest.fixture(scope="module", params=SHIPPED)
+def shipped(request):
     import torch
 
     torch.set_num_threads(1)
-    model = lfps.load_model("l5_ttpc1", device="cpu")
+    model = lfps.load_model(request.param, device="cpu")
     reference = json.loads((model.path / "metrics.json").read_text())["test"]
     assert reference["model_fingerprint"] == model.fingerprint, \
         "metrics.json was not made with the shipped weights"
     return model, reference
 
 
+@pytest.fixture(scope="module")
+def neuron_runs():
+    """The cell, and for each protocol its inputs and NEURON's run (shared by the models)."""
+    cell = lfps.load_cell("l5_ttpc1")
+    runs = []
+    for protocol, seed in SEEDS.items():
+        x = lfps.poisson_inputs(cell, DURATION_MS, seed, protocol=protocol)
+        runs.append((x, lfps.simulate(cell, x, progress=False)))
+    return cell, runs
+
+
 @pytest.mark.slow
-def test_shipped_model_against_neuron_on_fixed_seeds(shipped):
+def test_shipped_model_against_neuron_on_fixed_seeds(shipped, neuron_runs):
     model, ref = shipped
-    cell = lfps.load_cell(model.geometry.name)
+    cell, runs = neuron_runs
     assert cell.geometry.fingerprint == model.geometry.fingerprint
     burn = max(int(model.model.receptive_field), 50)
     fwd = lfps.forward_model(cell.geometry, "laminar-16", signals=("lfp",), position=(50, 0, 0),
@@ -65,9 +80,7 @@ def test_shipped_model_against_neuron_on_fixed_seeds(shipped):
     soma = cell.geometry.soma_index
     v_hat, v_true, lfp_hat, lfp_true = [], [], [], []
     tp = fp = fn = 0
-    for protocol, seed in SEEDS.items():
-        x = lfps.poisson_inputs(cell, DURATION_MS, seed, protocol=protocol)
-        truth = lfps.simulate(cell, x, progress=False)
+    for x, truth in runs:
         pred = lfps.predict_lfp(x, model=model.path, probe="laminar-16", positions=(50, 0, 0),
                                 rotations=(0, 0, 0), signals=("v", "lfp", "spikes"), cell=cell,
                                 device="cpu")
@@ -82,7 +95,7 @@ def test_shipped_model_against_neuron_on_fixed_seeds(shipped):
     soma_rmse = ev.soma_rmse_clipped(np.concatenate(v_hat), np.concatenate(v_true))
     lfp_r = float(np.nanmedian(ev.pearson_r(np.concatenate(lfp_hat, 1), np.concatenate(lfp_true, 1))))
     f1 = ev.spike_f1(tp, fp, fn) if tp + fp + fn else float("nan")
-    print(f"soma RMSE {soma_rmse:.2f} mV (ref {ref['soma_rmse_mv']:.2f}), LFP r {lfp_r:.3f} "
+    print(f"{model.path.name}: soma RMSE {soma_rmse:.2f} mV (ref {ref['soma_rmse_mv']:.2f}), LFP r {lfp_r:.3f} "
           f"(ref {ref['lfp_r_median']:.3f}), spike F1 {f1:.3f} (ref {ref['spike_f1']:.3f}; "
           f"true {tp + fn}, predicted {tp + fp})")
     assert soma_rmse <= SOMA_RMSE_FACTOR * ref["soma_rmse_mv"] + SOMA_RMSE_EXTRA_MV
@@ -94,3 +107,10 @@ def test_shipped_model_against_neuron_on_fixed_seeds(shipped):
     assert binom.cdf(tp, tp + fp, precision) >= HITS_TAIL, (tp, tp + fp, precision)
     ratio, ref_ratio = (tp + fp) / (tp + fn), ref["n_predicted_spikes"] / ref["n_true_spikes"]
     assert ref_ratio / RATE_FACTOR <= ratio <= ref_ratio * RATE_FACTOR, (ratio, ref_ratio)
+
+
+def test_every_shipped_model_folder_is_checked_against_neuron():
+    from lfpsurrogate.modelfolder import models_root
+
+    folders = {p.name for p in models_root().iterdir() if (p / "model.json").is_file()}
+    assert folders == set(SHIPPED), f"add {sorted(folders - set(SHIPPED))} to SHIPPED"
