@@ -78,8 +78,8 @@ def main() -> None:
     args = ap.parse_args()
 
     from lfpsurrogate import predict_lfp
-    from lfpsurrogate.modelfolder import load_surrogate
     from lfpsurrogate.data.generate import worker_geometry
+    from lfpsurrogate.modelfolder import load_surrogate
 
     bin_ms = 1.0
     n_bins = int(round(args.duration_ms / bin_ms))
@@ -91,14 +91,16 @@ def main() -> None:
                          f"--cell {args.cell}; give a model of that cell.")
     out = Path(args.out)
     report = json.loads(out.read_text()) if out.exists() else {}
-    setup = {"cell": args.cell, "cell_fingerprint": geom.fingerprint, "inh_ratio": args.inh_ratio,
-             "drive": "Network.add_poisson_drive", "duration_ms": args.duration_ms, "burn_in_ms": args.burn_in_ms, "bin_ms": bin_ms}
+    setup = {"cell": args.cell, "cell_fingerprint": geom.fingerprint,
+             "inh_ratio": args.inh_ratio, "drive": "Network.add_poisson_drive",
+             "duration_ms": args.duration_ms, "burn_in_ms": args.burn_in_ms, "bin_ms": bin_ms}
     if report.get("setup") != setup:  # another experiment: start afresh
         report = {"setup": setup, "neuron_spike_times": {}}
     done = report["neuron_spike_times"]
     keys = [(r, s) for r in args.rates for s in args.seeds]
-    jobs = [(f"{r:g}/{s}", args.cell, network_drive_counts(args.drive_model, r, args.inh_ratio, n_bins, s),
-             bin_ms) for r, s in keys if f"{r:g}/{s}" not in done]
+    jobs = [(f"{r:g}/{s}", args.cell,
+             network_drive_counts(args.drive_model, r, args.inh_ratio, n_bins, s), bin_ms)
+            for r, s in keys if f"{r:g}/{s}" not in done]
     t0 = time.perf_counter()
     with pool:
         for key, times in pool.map(_simulate, jobs):
@@ -137,6 +139,7 @@ def main() -> None:
             rel = f" {(m / ref - 1) * 100:+4.0f} %" if name != "neuron" and ref > 0 else " " * 7
             line += f"{m:>16.2f} ({sd:5.2f}){rel}"
         print(line)
+
 
 if __name__ == "__main__":
     main()
