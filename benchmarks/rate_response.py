@@ -126,7 +126,8 @@ def main() -> None:
             rows[f"{r:g}"].setdefault(name, []).append(float(hz[j]))
     report["rates_hz"] = rows
     report["seeds"] = args.seeds
-    report["neuron_wall_s_this_run"] = round(t_neuron, 1)
+    # NEURON's wall time over every run that added NEURON runs to this file (resumes add up)
+    report["neuron_wall_s"] = round(report.get("neuron_wall_s", 0.0) + t_neuron, 1)
     _save(out, report)
     names = ["NEURON"] + [n if len(n) < 20 else "..." + n[-17:] for n in args.model]
     print("mean (sd over seeds) rate in Hz; surrogates: relative to NEURON\n"
