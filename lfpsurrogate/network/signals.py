@@ -26,6 +26,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..nn.folded import latent_input_weights
 from ..nn.linear import InputEvents
 from .future import FutureSum
 
@@ -83,8 +84,7 @@ class StreamingSignals:
             self.y_mean = -(lsum[:, self.slot] @ (m.in_mean[:, None] * coef))  # (rows, F)
             # the latents' linear part: each input count adds its channel's (rank x F)
             # weights to its cell's Y; the network-wide Y is sum over cells of lz Y
-            p = m.proj.shape[1]
-            w_lat = torch.einsum("cp,rpf->crf", m.proj, m.w_latent.reshape(m.rank, p, nf))
+            w_lat = latent_input_weights(m).permute(2, 0, 1)            # (C, rank, F)
             self.kern_lat = (w_lat * m.in_scale[:, None, None]).reshape(w_lat.shape[0], -1)
             lz_sum = self.lz.sum(0)                                      # (rows, rank)
             lat_mean = -(m.in_mean[:, None] * self.kern_lat).sum(0).reshape(m.rank, nf)

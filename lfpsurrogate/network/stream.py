@@ -31,6 +31,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..nn.folded import latent_input_weights, spike_input_weights
 from ..nn.linear import InputEvents
 from .future import FutureSum
 
@@ -97,11 +98,10 @@ class StreamingSpiking:
             filt = m.filters.float()                                   # (F, K)
             nf, k = filt.shape
             rank = m.rank
-            p = m.proj.shape[1]
             # the linear pathway's per-cell rows: the soma's voltage (its latents' share,
             # U[soma] z_lin, plus its own local term) and the spike score; the latents'
             # linear part reaches the signals through StreamingSignals' network-wide FIR
-            w_lat = torch.einsum("cp,rpf->crf", m.proj, m.w_latent.reshape(rank, p, nf))
+            w_lat = latent_input_weights(m).permute(2, 0, 1)           # (C, rank, F)
             kk = int(m.soma_segment)
             soma_row = torch.einsum("r,crf->cf", m.basis[kk], w_lat)
             slot = int(m.soma_input_slot)
@@ -109,7 +109,7 @@ class StreamingSpiking:
                 a = m.w_local.reshape(n_in, 2, nf)
                 soma_row[slot] += a[slot, 0]
                 soma_row[n_in + slot] += a[slot, 1]
-            score_row = torch.einsum("cp,pf->cf", m.proj, m.w_spike.reshape(p, nf))
+            score_row = spike_input_weights(m).T                        # (C, F)
             wc = torch.stack([soma_row, score_row], 1) * m.in_scale[:, None, None]  # (C, 2, F)
             self.rows = 2
             self.kern_in = wc.reshape(c, -1).contiguous()

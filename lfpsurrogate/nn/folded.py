@@ -33,14 +33,14 @@ def foldable(model) -> bool:
     return hasattr(model, "w_local") and hasattr(model, "filters") and hasattr(model, "proj")
 
 
-def _latent_input_weights(model) -> torch.Tensor:
+def latent_input_weights(model) -> torch.Tensor:
     """(rank, F, C): the latents' weight on filter f of normalised channel c (W_f Q')."""
     nf = model.filters.shape[0]
     w = model.w_latent.reshape(model.rank, -1, nf)                  # (rank, P, F)
     return torch.einsum("qpf,cp->qfc", w, model.proj)
 
 
-def _spike_input_weights(model) -> torch.Tensor:
+def spike_input_weights(model) -> torch.Tensor:
     """(F, C): the linear spike score's weight on filter f of normalised channel c."""
     nf = model.filters.shape[0]
     return torch.einsum("pf,cp->fc", model.w_spike.reshape(-1, nf), model.proj)
@@ -58,9 +58,9 @@ def input_table(model, g: torch.Tensor, scaled: bool) -> tuple[torch.Tensor, tor
     nf, n_in = model.filters.shape[0], model.w_local.shape[0]
     cells, r, _ = g.shape
     gu = torch.einsum("crs,sq->crq", g, model.basis)
-    latent = _latent_input_weights(model)                             # (rank, F, C)
+    latent = latent_input_weights(model)                             # (rank, F, C)
     local = model.w_local.reshape(n_in, 2, nf).transpose(0, 1)         # (kind, slot, F)
-    spike = _spike_input_weights(model)                                # (F, C)
+    spike = spike_input_weights(model)                                # (F, C)
     if scaled:
         latent, spike = latent * model.in_scale, spike * model.in_scale
         local = local * model.in_scale.reshape(2, n_in, 1)
