@@ -184,6 +184,34 @@ def test_other_bbp_cell_from_mearec_loads_like_the_default():
     assert int(n_seg) > 50 and float(err) < 1e-3
 
 
+def test_mearec_cells_are_found_without_importing_mearec():
+    """The BBP folder comes from MEArec's installed files; MEArec itself (about 2 s of
+    imports, and dependencies a GPU image may lack) is never imported."""
+    code = textwrap.dedent("""
+        import sys
+        from lfpsurrogate.cells.sources import mearec_bbp_folder
+        folder = mearec_bbp_folder("L5_TTPC1_cADpyr232_1")
+        print("RESULT", "MEArec" in sys.modules, sorted(p.name for p in folder.iterdir())[:20])
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    line = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT")][0]
+    assert line.startswith("RESULT False"), line
+    assert "morphology" in line and "biophysics.hoc" in line
+
+
+def test_mearec_missing_or_without_the_cell_gives_clear_errors(monkeypatch):
+    import importlib.util
+
+    from lfpsurrogate.cells.sources import mearec_bbp_folder
+
+    with pytest.raises(CellLoadError, match="no BBP cell 'no_such_cell'; available: .*L5_TTPC1_cADpyr232_1"):
+        mearec_bbp_folder("no_such_cell")  # the message lists what MEArec has
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
+    with pytest.raises(CellLoadError, match="not installed: pip install MEArec"):
+        mearec_bbp_folder("L5_TTPC1_cADpyr232_1")
+
+
 TEMPLATE = """
 begintemplate TinyCell{tag}
 public soma, dend, all

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import re
 from pathlib import Path
@@ -25,17 +26,19 @@ def own_synapse_mod_files() -> list[Path]:
 
 
 def mearec_bbp_folder(name: str) -> Path:
-    """Folder of a Blue Brain cell shipped inside the installed MEArec package."""
-    try:
-        import MEArec
-    except ImportError as exc:
+    """Folder of a Blue Brain cell shipped inside the installed MEArec package. The package
+    is located, not imported: only its files are read, and importing MEArec costs about 2 s
+    (it loads its recording generators and plotting)."""
+    spec = importlib.util.find_spec("MEArec")
+    if spec is None or not spec.submodule_search_locations:
         raise CellLoadError(
             f"cell {name!r} is read from the MEArec package, which is not installed: "
             "pip install MEArec"
-        ) from exc
-    folder = Path(MEArec.__file__).parent / "cell_models" / "bbp" / name
+        )
+    folder = Path(list(spec.submodule_search_locations)[0]) / "cell_models" / "bbp" / name
     if not folder.is_dir():
-        available = sorted(p.name for p in folder.parent.iterdir() if p.is_dir())
+        available = (sorted(p.name for p in folder.parent.iterdir() if p.is_dir())
+                     if folder.parent.is_dir() else [])
         raise CellLoadError(f"MEArec has no BBP cell {name!r}; available: {available}")
     return folder
 
