@@ -100,12 +100,14 @@ def compare(duration_ms: float, burn_in_ms: float, uncoupled: bool = False,
     return out
 
 
-def scale_one(n_cells: int, duration_ms: float, in_degree: float, signals) -> dict:
+def scale_one(n_cells: int, duration_ms: float, in_degree: float, signals,
+              device: str = "cpu") -> dict:
     import torch
 
     import lfpsurrogate as lfps
 
     torch.set_num_threads(1)  # measured here: on a loaded 2-core machine, 1 thread is faster
+    on_gpu = device.startswith("cuda")
     p = min(1.0, in_degree / n_cells)
     spec = {"seed": 1,
             "populations": {"L5": {"model": "l5_ttpc1", "n": n_cells,
@@ -119,10 +121,14 @@ def scale_one(n_cells: int, duration_ms: float, in_degree: float, signals) -> di
     n_conn = int(net.connectivity.n)
     build_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    ds = net.run(duration_ms, signals=signals)
+    ds = net.run(duration_ms, signals=signals, device=device)
     wall = time.perf_counter() - t0
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # MiB (Linux: KiB)
-    return {"n_cells": n_cells, "duration_ms": duration_ms, "n_connections": n_conn,
+    gpu = ({"gpu": torch.cuda.get_device_name(torch.device(device)),
+            "gpu_peak_mib": round(torch.cuda.max_memory_allocated(torch.device(device)) / 2**20, 1)}
+           if on_gpu else {})
+    return {"n_cells": n_cells, "duration_ms": duration_ms, "n_connections": n_conn, "device": device,
+            **gpu,
             "probability": p, "signals": list(signals), "build_s": round(build_s, 2),
             "run_wall_s": round(wall, 2), "loop_wall_s": round(float(ds.attrs["wall_s"]), 2),
             "peak_rss_mib": round(rss, 1), "torch_threads": torch.get_num_threads(),
@@ -147,24 +153,31 @@ def main() -> None:
     ap.add_argument("--tag", default="", help="suffix of the result file names")
     ap.add_argument("--seed", type=int, default=None,
                     help="compare: the example spec with this seed instead of its own")
+    ap.add_argument("--device", default="cpu", help="scale: torch device of the surrogate engine "
+                    "(cpu, cuda)")
+    ap.add_argument("--out-dir", type=Path, default=OUT, help="where the JSON results go (compare keeps its .nc files in benchmarks/results)")
     args = ap.parse_args()
-    OUT.mkdir(parents=True, exist_ok=True)
+    out_dir = args.out_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
     signals = tuple(s for s in args.signals.split(",") if s)
     if args.part == "compare":
         res = compare(args.duration_ms, args.burn_in_ms, args.uncoupled, args.reuse_neuron,
                       args.tag, args.seed)
         name = f"network_compare{'_uncoupled' if args.uncoupled else ''}{args.tag}.json"
-        (OUT / name).write_text(json.dumps(res, indent=1, default=str))
+        (out_dir / name).write_text(json.dumps(res, indent=1, default=str))
         print(json.dumps({k: v for k, v in res.items() if k != "spec"}, indent=1, default=str))
     elif args.part == "scale-one":
-        print(json.dumps(scale_one(args.cells[0], args.duration_ms, args.in_degree, signals)))
+        print(json.dumps(scale_one(args.cells[0], args.duration_ms, args.in_degree, signals,
+                                   args.device)))
     else:
-        path = OUT / "network_scale.json"
+        suffix = "" if args.device == "cpu" else "_" + args.device.split(":")[0]
+        path = out_dir / f"network_scale{suffix}{args.tag}.json"
         rows = json.loads(path.read_text()) if path.exists() else []
         for n in args.cells:
             proc = subprocess.run([sys.executable, __file__, "scale-one", "--cells", str(n),
                                    "--duration-ms", str(args.duration_ms), "--in-degree",
-                                   str(args.in_degree), "--signals", args.signals],
+                                   str(args.in_degree), "--signals", args.signals,
+                                   "--device", args.device],
                                   capture_output=True, text=True, check=True)
             row = json.loads(proc.stdout.strip().splitlines()[-1])
             rows = [r for r in rows if r["n_cells"] != n] + [row]
