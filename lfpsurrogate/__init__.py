@@ -15,6 +15,7 @@ from .geometry import CellGeometry  # noqa: F401
 from .cells import Cell, load_cell  # noqa: F401  (NEURON is imported only when a cell is built)
 from .inputs import poisson_inputs  # noqa: F401
 from .simulate import simulate  # noqa: F401
+from .allocator import retain_freed_memory  # noqa: F401  (ctypes only: light)
 
 
 _LAZY = ("load_probe", "predict_lfp", "load_model", "forward_model", "to_mne", "Network")

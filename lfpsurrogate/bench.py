@@ -70,6 +70,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .allocator import allocator_settings
 from .errors import LfpsurrogateError
 
 SIGNALS = ("lfp", "eeg", "meg")
@@ -205,6 +206,9 @@ def machine_info(device: str = "cpu") -> dict:
         info["load_average_at_start"] = [round(x, 2) for x in os.getloadavg()]
     except OSError:
         pass
+    # malloc settings of this process (the lfpsurrogate command keeps freed memory: None
+    # means glibc's defaults, as in a Python session that did not call retain_freed_memory)
+    info["allocator"] = allocator_settings()
     if str(device).startswith("cuda"):
         info["gpu"] = torch.cuda.get_device_name(torch.device(device))
         info["cuda"] = torch.version.cuda

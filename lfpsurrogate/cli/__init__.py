@@ -12,6 +12,7 @@ import importlib
 import json
 import sys
 
+from ..allocator import retain_freed_memory
 from ..errors import LfpsurrogateError
 from .common import HelpFormatter
 
@@ -56,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # the command runs the surrogate on large temporary tensors: keep freed memory in this
+    # process rather than page-fault it in again (docs/performance.md, "The allocator")
+    retain_freed_memory()
     try:
         summary = args.func(args)
     except LfpsurrogateError as exc:
