@@ -96,29 +96,44 @@ def feature_rows(model, geometry, store: str, split: str, n: int, stride: int,
         for name, b in blocks.items():
             out.setdefault(name, []).append(b[:, rows].T)
         out.setdefault("y", []).append(v[soma, rows])
-    res = {k: torch.cat(a) for k, a in out.items()}
+    res = {k: torch.cat(out.pop(k)) for k in list(out)}  # one key's pieces at a time
     lin = res["linear64"]
     mu, sd = lin.mean(0), lin.std(0).clamp_min(1e-6)
     res["relu"] = torch.relu(((lin - mu) / sd) @ relu_w / np.sqrt(lin.shape[1]) + relu_b)
     return res
 
 
+def _chunks(n: int, size: int = 8192):
+    return (slice(i, min(n, i + size)) for i in range(0, n, size))
+
+
 def ridge_scores(train: dict, val: dict, keys: tuple[str, ...], clip_mv: float) -> dict:
-    """Best validation r and RMSE (mV) over ``ALPHAS`` of a ridge on standardised features."""
-    a = torch.cat([train[k] for k in keys], 1).double()
-    av = torch.cat([val[k] for k in keys], 1).double()
-    y, yv = train["y"].double().clamp(max=clip_mv), val["y"].double().clamp(max=clip_mv)
-    mu, sd, my = a.mean(0), a.std(0).clamp_min(1e-9), y.mean()
-    a, av = (a - mu) / sd, (av - mu) / sd
-    gram, rhs = a.T @ a, a.T @ (y - my)
+    """Best validation r and RMSE (mV) over ``ALPHAS`` of a ridge on standardised features.
+    The normal equations are summed over chunks of rows (in float64): no copy of the design."""
+    def design(d, sl):
+        return torch.cat([d[k][sl] for k in keys], 1).double()
+
+    n = train["y"].shape[0]
+    y = train["y"].double().clamp(max=clip_mv)
+    total = sum(design(train, sl).sum(0) for sl in _chunks(n))
+    mu, my = total / n, y.mean()
+    gram = 0.0
+    rhs = 0.0
+    for sl in _chunks(n):
+        a = design(train, sl) - mu
+        gram = gram + a.T @ a
+        rhs = rhs + a.T @ (y[sl] - my)
+    sd = (gram.diagonal() / n).sqrt().clamp_min(1e-9)
+    gram, rhs = gram / torch.outer(sd, sd), rhs / sd
+    yv = val["y"].double().clamp(max=clip_mv)
     best = None
     for alpha in ALPHAS:
-        w = torch.linalg.solve(gram + alpha * torch.eye(gram.shape[0], dtype=gram.dtype), rhs)
-        p = av @ w + my
+        w = torch.linalg.solve(gram + alpha * torch.eye(gram.shape[0], dtype=gram.dtype), rhs) / sd
+        p = torch.cat([(design(val, sl) - mu) @ w + my for sl in _chunks(yv.shape[0])])
         r = float(np.corrcoef(p.numpy(), yv.numpy())[0, 1])
         if best is None or r > best["r"]:
             best = {"r": r, "rmse_mv": float(((p - yv) ** 2).mean().sqrt()), "alpha": alpha,
-                    "features": int(a.shape[1])}
+                    "features": int(gram.shape[0])}
     return best
 
 
@@ -129,7 +144,7 @@ def main() -> None:
     ap.add_argument("--n-train", type=int, default=165)
     ap.add_argument("--n-val", type=int, default=40)
     ap.add_argument("--stride-train", type=int, default=4, help="every n-th bin of training samples")
-    ap.add_argument("--stride-val", type=int, default=2)
+    ap.add_argument("--stride-val", type=int, default=3)
     ap.add_argument("--skip-ms", type=int, default=300, help="bins dropped at each sample's start")
     ap.add_argument("--relu", type=int, default=4000, help="random ReLU features")
     ap.add_argument("--clip-mv", type=float, default=-55.0)
