@@ -834,6 +834,7 @@ def render_results(result: dict, figure: str | None = "figures/scaling.png",
         f"{_fmt(result.get('neuron_dt_ms'))} ms; (a) 1 process, (b) "
         f"{_fmt((result.get('cores') or {}).get('neuron_processes_population', 1))} parallel "
         "processes, as many as the surrogate's cores); "
+        f"{_allocator_phrase(m)}; "
         f"versions {', '.join(f'{k} {v}' for k, v in (m.get('versions') or {}).items())}.",
         "",
         "| run | NEURON simulate (s) | forward on NEURON currents (s) | surrogate warm (s) | "
@@ -900,6 +901,15 @@ def render_results(result: dict, figure: str | None = "figures/scaling.png",
     if figure:
         lines += ["", f"![scaling]({figure})"]
     return "\n".join(lines) + "\n"
+
+
+def _allocator_phrase(machine: dict) -> str:
+    """How this run's process allocated memory (``retain_freed_memory``), in words."""
+    a = machine.get("allocator")
+    if not a:
+        return "malloc: glibc's defaults"
+    return (f"malloc: freed memory kept (up to {a['trim_threshold_bytes'] / 2**20:g} MB; "
+            f"heap for allocations under {a['mmap_threshold_bytes'] / 2**20:g} MB)")
 
 
 def write_performance_doc(result_json_path: str | Path, doc_path: str | Path = "docs/performance.md",

@@ -105,6 +105,9 @@ def test_sweep_rows_and_files(result, tmp_path):
     text = doc.read_text()
     assert "method text" in text and "tail" in text and "old" not in text
     assert "UNTRAINED" in text and "(b) 3 cells" in text and "figures/scaling.png" in text
+    # the process's malloc settings are recorded and named (the CLI keeps freed memory)
+    kept = saved["machine"]["allocator"]
+    assert ("malloc: freed memory kept (up to 1024 MB" in text) if kept else ("malloc: glibc's defaults" in text)
     assert (tmp_path / "figures" / "scaling.png").stat().st_size > 0
 
 
