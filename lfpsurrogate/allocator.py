@@ -12,7 +12,6 @@ another allocator (jemalloc, tcmalloc) for this; with glibc the same effect come
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 
 M_TRIM_THRESHOLD = -1   # glibc malloc.h: free memory at the top of the heap kept up to this
 M_MMAP_THRESHOLD = -3   # glibc malloc.h: allocations from this size get their own mmap
@@ -35,7 +34,7 @@ def retain_freed_memory(max_mb: int = 1024) -> dict | None:
         raise InputError(f"max_mb={max_mb!r}: give a whole number of MB from 64 to 2047 "
                          "(glibc takes the threshold as a C int of bytes).")
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc = ctypes.CDLL("libc.so.6")  # glibc's name (find_library would run ldconfig)
         mallopt = libc.mallopt
         libc.gnu_get_libc_version  # glibc only: musl and others have other knobs
     except (OSError, AttributeError):
