@@ -20,7 +20,7 @@ Ridge regressions on standardised features, penalty chosen on the validation sam
 figures are therefore upper bounds for each feature set, alike for all).
 
     python benchmarks/soma_ceiling.py --model l5_ttpc1 --data data/l5_a.zarr \\
-        --n-train 165 --n-val 40 --out benchmarks/results/soma_ceiling.json
+        --n-train 165 --n-val 60 --out benchmarks/results/soma_ceiling.json
 """
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ import json
 import numpy as np
 import torch
 
-ALPHAS = (1e1, 1e2, 1e3, 1e4)
+ALPHAS = tuple(10.0 ** k for k in range(-1, 8))  # 0.1 .. 1e7: the best is inside
 SETS = {
     "vsub": ("vsub",),
     "vsub + true_history": ("vsub", "true_history"),
@@ -54,8 +54,11 @@ def region_groups(geometry) -> dict[str, np.ndarray]:
 
 
 def feature_rows(model, geometry, store: str, split: str, n: int, stride: int,
-                 skip_ms: int, n_relu: int) -> dict[str, torch.Tensor]:
-    """{feature set: (rows, features) float32} and ``y`` (rows,) for a split's samples."""
+                 skip_ms: int, n_relu: int, relu_stats=None) -> dict[str, torch.Tensor]:
+    """{feature set: (rows, features) float32} and ``y`` (rows,) for a split's samples.
+    ``relu_stats``: (mean, sd) of the training split's linear64 features, used to standardise
+    them before the random ReLU features (None: this split is the training split; its own
+    statistics are returned under ``relu_stats``)."""
     from lfpsurrogate.data import WindowDataset
     from lfpsurrogate.nn.linear import causal_filter, input_modes, raised_cosine_basis
 
@@ -98,8 +101,9 @@ def feature_rows(model, geometry, store: str, split: str, n: int, stride: int,
         out.setdefault("y", []).append(v[soma, rows])
     res = {k: torch.cat(out.pop(k)) for k in list(out)}  # one key's pieces at a time
     lin = res["linear64"]
-    mu, sd = lin.mean(0), lin.std(0).clamp_min(1e-6)
+    mu, sd = relu_stats if relu_stats is not None else (lin.mean(0), lin.std(0).clamp_min(1e-6))
     res["relu"] = torch.relu(((lin - mu) / sd) @ relu_w / np.sqrt(lin.shape[1]) + relu_b)
+    res["relu_stats"] = (mu, sd)
     return res
 
 
@@ -142,7 +146,7 @@ def main() -> None:
     ap.add_argument("--model", default="l5_ttpc1")
     ap.add_argument("--data", default="data/l5_a.zarr")
     ap.add_argument("--n-train", type=int, default=165)
-    ap.add_argument("--n-val", type=int, default=40)
+    ap.add_argument("--n-val", type=int, default=60)
     ap.add_argument("--stride-train", type=int, default=4, help="every n-th bin of training samples")
     ap.add_argument("--stride-val", type=int, default=3)
     ap.add_argument("--skip-ms", type=int, default=300, help="bins dropped at each sample's start")
@@ -160,8 +164,11 @@ def main() -> None:
     train = feature_rows(model, geometry, args.data, "train", args.n_train, args.stride_train,
                          args.skip_ms, args.relu)
     val = feature_rows(model, geometry, args.data, "val", args.n_val, args.stride_val,
-                       args.skip_ms, args.relu)
+                       args.skip_ms, args.relu, relu_stats=train["relu_stats"])
     results = {"model": args.model, "store": args.data, "clip_mv": args.clip_mv,
+               "n_train": args.n_train, "n_val": args.n_val, "stride_train": args.stride_train,
+               "stride_val": args.stride_val, "skip_ms": args.skip_ms, "relu": args.relu,
+               "alphas": list(ALPHAS),
                "train_rows": int(train["y"].shape[0]), "val_rows": int(val["y"].shape[0]),
                "val_soma_sd_mv": float(val["y"].clamp(max=args.clip_mv).std()), "sets": {}}
     for name, keys in SETS.items():

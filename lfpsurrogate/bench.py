@@ -209,6 +209,10 @@ def machine_info(device: str = "cpu") -> dict:
     # malloc settings of this process (the lfpsurrogate command keeps freed memory: None
     # means glibc's defaults, as in a Python session that did not call retain_freed_memory)
     info["allocator"] = allocator_settings()
+    # ... and what the environment set before the process started (glibc's variables, a
+    # preloaded jemalloc or tcmalloc)
+    info["malloc_environment"] = {k: v for k, v in os.environ.items()
+                                  if k.startswith("MALLOC_") or k in ("GLIBC_TUNABLES", "LD_PRELOAD")}
     if str(device).startswith("cuda"):
         info["gpu"] = torch.cuda.get_device_name(torch.device(device))
         info["cuda"] = torch.version.cuda
@@ -905,11 +909,13 @@ def render_results(result: dict, figure: str | None = "figures/scaling.png",
 
 def _allocator_phrase(machine: dict) -> str:
     """How this run's process allocated memory (``retain_freed_memory``), in words."""
-    a = machine.get("allocator")
-    if not a:
-        return "malloc: glibc's defaults"
-    return (f"malloc: freed memory kept (up to {a['trim_threshold_bytes'] / 2**20:g} MB; "
-            f"heap for allocations under {a['mmap_threshold_bytes'] / 2**20:g} MB)")
+    a, env = machine.get("allocator"), machine.get("malloc_environment") or {}
+    phrase = ("malloc: glibc's defaults" if not a else
+              f"malloc: freed memory kept (up to {a['trim_threshold_bytes'] / 2**20:g} MB; "
+              f"heap for allocations under {a['mmap_threshold_bytes'] / 2**20:g} MB)")
+    if env:
+        phrase += " (environment: " + ", ".join(f"{k}={v}" for k, v in sorted(env.items())) + ")"
+    return phrase
 
 
 def write_performance_doc(result_json_path: str | Path, doc_path: str | Path = "docs/performance.md",

@@ -2,6 +2,7 @@
 arguments are refused, and the lfpsurrogate command applies it."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -30,8 +31,13 @@ PROBE = textwrap.dedent("""
 
 
 def _faults(mode: str) -> float:
+    # numpy asks for transparent huge pages on large arrays, which makes the count depend on
+    # the system's THP setting (about 1 070 with it here, 12 900 without); without it, every
+    # 4-KB page faults
+    env = {**os.environ, "NUMPY_MADVISE_HUGEPAGE": "0"}
+    env = {k: v for k, v in env.items() if not k.startswith("MALLOC_") and k != "GLIBC_TUNABLES"}
     out = subprocess.run([sys.executable, "-c", PROBE, mode], capture_output=True, text=True,
-                         timeout=120)
+                         timeout=120, env=env)
     assert out.returncode == 0, out.stderr[-2000:]
     return float([ln for ln in out.stdout.splitlines() if ln.startswith("FAULTS")][0].split()[1])
 
@@ -39,11 +45,11 @@ def _faults(mode: str) -> float:
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc settings")
 def test_freed_memory_is_reused_without_page_faults():
     default, retained = _faults("default"), _faults("retain")
-    assert default > 500, default        # the probe does exercise the allocator
+    assert default > 5000, default       # the probe does exercise the allocator (18 432 pages)
     assert retained < 0.05 * default, (retained, default)
 
 
-@pytest.mark.parametrize("bad", [0, 63, 2048, True, 1.5, "1024"])
+@pytest.mark.parametrize("bad", [0, 63, 2048, True, 1.5, "1024", None])
 def test_bad_sizes_are_refused(bad):
     with pytest.raises(InputError, match="max_mb=.*64 to 2047"):
         retain_freed_memory(bad)

@@ -111,6 +111,29 @@ def test_sweep_rows_and_files(result, tmp_path):
     assert (tmp_path / "figures" / "scaling.png").stat().st_size > 0
 
 
+def test_machine_info_records_the_malloc_settings(monkeypatch):
+    """What retain_freed_memory applied, and glibc's variables from the environment, are in
+    the bench JSON's machine info and in the rendered line."""
+    from lfpsurrogate import allocator
+    from lfpsurrogate.bench import _allocator_phrase, machine_info
+
+    monkeypatch.setattr(allocator, "_applied", None)
+    monkeypatch.delenv("LD_PRELOAD", raising=False)
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "1000000000")
+    info = machine_info("cpu")
+    assert info["allocator"] is None
+    assert info["malloc_environment"]["MALLOC_TRIM_THRESHOLD_"] == "1000000000"
+    assert _allocator_phrase(info) == ("malloc: glibc's defaults (environment: "
+                                       "MALLOC_TRIM_THRESHOLD_=1000000000)")
+    kept = {"mmap_threshold_bytes": 32 * 2**20, "trim_threshold_bytes": 512 * 2**20}
+    monkeypatch.setattr(allocator, "_applied", kept)
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_")
+    info = machine_info("cpu")
+    assert info["allocator"] == kept
+    assert _allocator_phrase(info) == ("malloc: freed memory kept (up to 512 MB; heap for "
+                                       "allocations under 32 MB)")
+
+
 def test_refuses_a_cell_of_another_fingerprint(model_dir):
     with pytest.raises(BenchError, match="fingerprint"):
         make_context(model_dir, device="cpu", cell=SimpleNamespace(geometry=make_stick_geometry()))

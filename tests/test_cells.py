@@ -201,6 +201,7 @@ def test_mearec_cells_are_found_without_importing_mearec():
 
 
 def test_mearec_missing_or_without_the_cell_gives_clear_errors(monkeypatch):
+    import importlib.machinery
     import importlib.util
 
     from lfpsurrogate.cells.sources import mearec_bbp_folder
@@ -209,6 +210,11 @@ def test_mearec_missing_or_without_the_cell_gives_clear_errors(monkeypatch):
         mearec_bbp_folder("no_such_cell")  # the message lists what MEArec has
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
     with pytest.raises(CellLoadError, match="not installed: pip install MEArec"):
+        mearec_bbp_folder("L5_TTPC1_cADpyr232_1")
+    # a stray MEArec.py shadowing the package
+    shadow = importlib.machinery.ModuleSpec("MEArec", None, origin="/home/me/MEArec.py")
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: shadow)
+    with pytest.raises(CellLoadError, match="MEArec.py, a module, not the package"):
         mearec_bbp_folder("L5_TTPC1_cADpyr232_1")
 
 

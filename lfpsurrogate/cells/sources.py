@@ -29,11 +29,20 @@ def mearec_bbp_folder(name: str) -> Path:
     """Folder of a Blue Brain cell shipped inside the installed MEArec package. The package
     is located, not imported: only its files are read, and importing MEArec costs about 2 s
     (it loads its recording generators and plotting)."""
-    spec = importlib.util.find_spec("MEArec")
-    if spec is None or not spec.submodule_search_locations:
+    try:
+        spec = importlib.util.find_spec("MEArec")
+    except (ImportError, ValueError):  # ValueError: a MEArec module without a spec
+        spec = None
+    if spec is None:
         raise CellLoadError(
             f"cell {name!r} is read from the MEArec package, which is not installed: "
             "pip install MEArec"
+        )
+    if not spec.submodule_search_locations:
+        raise CellLoadError(
+            f"cell {name!r} is read from the MEArec package, but 'MEArec' resolves to "
+            f"{spec.origin}, a module, not the package: rename that file or reinstall MEArec "
+            "(pip install --force-reinstall MEArec)"
         )
     folder = Path(list(spec.submodule_search_locations)[0]) / "cell_models" / "bbp" / name
     if not folder.is_dir():
